@@ -1,0 +1,119 @@
+/*
+ * The configuration file: one INI file read with inih, validated whole.
+ *
+ * The loader checks syntax and values (types, ranges, references between sections, that
+ * referenced files exist) and reports every error with file and line. It does not load
+ * certificates or keys: building a generation does (src/core/gen.c), reporting against the
+ * line numbers recorded here.
+ *
+ * Relative paths are resolved against the directory moatd was started in, and stored
+ * absolute, so nothing depends on the working directory afterwards.
+ */
+#ifndef MOAT_CORE_CONFIG_H
+#define MOAT_CORE_CONFIG_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/common.h"
+
+enum moat_log_level { MOAT_LOG_DEBUG = 0, MOAT_LOG_INFO, MOAT_LOG_WARN, MOAT_LOG_ERROR };
+
+enum moat_listener_protocol { MOAT_PROTO_HTTP = 0, MOAT_PROTO_TCP, MOAT_PROTO_MQTT };
+
+enum moat_mtls_mode { MOAT_MTLS_REQUIRE = 0, MOAT_MTLS_OPTIONAL };
+
+enum moat_device_id_source { MOAT_DEVID_CN = 0, MOAT_DEVID_SAN_URI, MOAT_DEVID_SAN_DNS };
+
+enum moat_origin_scheme { MOAT_ORIGIN_HTTP = 0, MOAT_ORIGIN_HTTPS };
+
+struct moat_config_listener {
+	char *name;                   /* from "[listener NAME]" */
+	char *bind;                   /* as written, e.g. "0.0.0.0:8443" or "[::1]:8443" */
+	struct sockaddr_storage addr; /* parsed bind address */
+	socklen_t addrlen;
+	enum moat_listener_protocol protocol;
+	char *default_tenant; /* NULL: a device without SNI (or unknown SNI) is refused */
+	unsigned line;        /* line of the section header */
+};
+
+struct moat_config_tenant {
+	char *name; /* from "[tenant NAME]" */
+	char **hosts; /* lower-cased; an entry may start with "*." for one label wildcard */
+	size_t nhosts;
+	char *cert, *key; /* server certificate chain and key, PEM, absolute paths */
+	char **device_cas; /* one or more PEM files of CA certificates */
+	size_t ndevice_cas;
+	char *crl; /* optional PEM CRL file, NULL if none */
+	enum moat_mtls_mode mtls;
+	enum moat_device_id_source device_id;
+	char *origin; /* as written, e.g. "http://127.0.0.1:8080" */
+	enum moat_origin_scheme origin_scheme;
+	char *origin_host; /* host part (name or address literal, no brackets) */
+	uint16_t origin_port;
+	char *origin_ca; /* https origins: CA file to verify the origin; NULL = system store */
+	/* line numbers of the keys, for errors found when loading the files they name */
+	unsigned line, cert_line, key_line, device_ca_line, crl_line, origin_line, origin_ca_line;
+};
+
+struct moat_config {
+	char *path; /* absolute path of the file */
+	unsigned workers; /* resolved: "auto" becomes the number of online CPUs */
+	char *data_dir;
+	char *access_log; /* NULL: no access log */
+	char *error_log;  /* NULL: standard error */
+	enum moat_log_level log_level;
+	char *pid_file; /* NULL: none */
+
+	/* timeouts, milliseconds */
+	uint64_t handshake_timeout;
+	uint64_t idle_timeout;           /* keep-alive wait for the next request */
+	uint64_t request_header_timeout; /* whole head must arrive within this */
+	uint64_t request_body_timeout;   /* longest silence while a body is being received */
+	uint64_t origin_connect_timeout;
+	uint64_t origin_response_timeout; /* wait for the response head, and between body reads */
+	uint64_t drain_timeout;          /* SIGTERM: in-flight requests get this long */
+
+	/* limits */
+	unsigned max_connections;        /* per process, all listeners */
+	unsigned max_connections_per_ip; /* per source address, per process; 0 = no limit */
+	size_t max_request_line;
+	size_t max_header_size; /* whole request head */
+	unsigned max_headers;
+	uint64_t request_body_min_rate; /* bytes/s averaged over a body; 0 = off */
+	unsigned origin_keepalive; /* idle origin connections kept per worker and tenant */
+
+	struct moat_config_listener *listeners;
+	size_t nlisteners;
+	struct moat_config_tenant *tenants;
+	size_t ntenants;
+};
+
+/* Receives one error: file, line (0 if not tied to a line) and message. */
+typedef void (*moat_config_report_fn)(void *arg, const char *file, unsigned line,
+				      const char *msg);
+
+/*
+ * Reads and validates `path`. On success returns MOAT_OK and *out (free with
+ * moat_config_free). Otherwise reports every error found through `report` and returns
+ * MOAT_EINVAL (or MOAT_EIO if the file cannot be read, MOAT_ENOMEM), with *out NULL.
+ */
+int moat_config_load(const char *path, moat_config_report_fn report, void *arg,
+		     struct moat_config **out) MOAT_WUR;
+
+void moat_config_free(struct moat_config *cfg);
+
+/* Finds a tenant by name, NULL if none. */
+const struct moat_config_tenant *moat_config_tenant_find(const struct moat_config *cfg,
+							 const char *name);
+
+/*
+ * Parses a duration: a non-negative integer with an optional unit "ms", "s", "m", "h"
+ * (no unit means seconds) into milliseconds. Returns MOAT_OK or MOAT_EINVAL.
+ */
+int moat_config_parse_duration(const char *s, uint64_t *ms) MOAT_WUR;
+
+/* Parses a byte size: an integer with an optional "k", "m", "g" suffix (powers of 1024). */
+int moat_config_parse_size(const char *s, uint64_t *bytes) MOAT_WUR;
+
+#endif

@@ -1,0 +1,237 @@
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/hmac.h>
+
+#include "core/alloc.h"
+#include "core/gen.h"
+#include "core/log.h"
+#include "tls/tls.h"
+
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct moat_gen *current;
+static uint64_t next_id = 1;
+
+static void derive(const unsigned char *secret, const char *label, const char *name,
+		   unsigned char *out, size_t outlen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg), "moat ticket %s|%s", label, name);
+
+	HMAC(EVP_sha256(), secret, 32, (const unsigned char *)msg, (size_t)n, md, &mdlen);
+	memcpy(out, md, outlen < mdlen ? outlen : mdlen);
+	OPENSSL_cleanse(md, sizeof(md));
+}
+
+static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_report_fn report,
+			  void *arg)
+{
+	const struct moat_config_tenant *c = t->cfg;
+	struct addrinfo hints, *res = NULL;
+	char port[8], host[NI_MAXHOST];
+	char msg[400];
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", c->origin_port);
+	rc = getaddrinfo(c->origin_host, port, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		snprintf(msg, sizeof(msg), "origin: cannot resolve %s: %s", c->origin_host,
+			 gai_strerror(rc));
+		report(arg, file, c->origin_line, msg);
+		return MOAT_EINVAL;
+	}
+	memcpy(&t->origin_addr, res->ai_addr, res->ai_addrlen);
+	t->origin_addrlen = res->ai_addrlen;
+	if (getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
+			NI_NUMERICHOST) != 0)
+		host[0] = '\0';
+	snprintf(t->origin_key, sizeof(t->origin_key), "%s|%s", c->origin, host);
+	freeaddrinfo(res);
+	return MOAT_OK;
+}
+
+static void gen_free(struct moat_gen *g)
+{
+	for (size_t i = 0; i < g->ntenants; i++) {
+		struct moat_tenant *t = &g->tenants[i];
+
+		SSL_CTX_free(t->ssl_ctx);
+		SSL_CTX_free(t->origin_ctx);
+		for (size_t j = 0; j < t->ncrls; j++)
+			X509_CRL_free(t->crls[j]);
+		OPENSSL_free(t->crls);
+		OPENSSL_cleanse(t->ticket_aes, sizeof(t->ticket_aes));
+		OPENSSL_cleanse(t->ticket_hmac, sizeof(t->ticket_hmac));
+	}
+	for (size_t i = 0; i < g->nlisteners; i++)
+		SSL_CTX_free(g->listeners[i].ssl_ctx);
+	moat_free(g->tenants);
+	moat_free(g->listeners);
+	moat_config_free(g->cfg);
+	moat_free(g);
+}
+
+int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
+		   moat_config_report_fn report, void *arg, struct moat_gen **out)
+{
+	struct moat_gen *g = moat_calloc(1, sizeof(*g));
+	int failed = 0;
+
+	*out = NULL;
+	if (g == NULL) {
+		moat_config_free(cfg);
+		return MOAT_ENOMEM;
+	}
+	atomic_init(&g->refs, 1);
+	g->cfg = cfg;
+	g->tenants = moat_calloc(cfg->ntenants, sizeof(*g->tenants));
+	g->listeners = moat_calloc(cfg->nlisteners, sizeof(*g->listeners));
+	if (g->tenants == NULL || g->listeners == NULL) {
+		gen_free(g);
+		return MOAT_ENOMEM;
+	}
+	/* Count tenants as built, so that gen_free releases exactly what exists. */
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		struct moat_tenant *t = &g->tenants[i];
+
+		g->ntenants++;
+		t->cfg = &cfg->tenants[i];
+		t->index = (unsigned)i;
+		t->gen = g;
+		derive(ticket_secret, "name", t->cfg->name, t->ticket_name, sizeof(t->ticket_name));
+		derive(ticket_secret, "aes", t->cfg->name, t->ticket_aes, sizeof(t->ticket_aes));
+		derive(ticket_secret, "hmac", t->cfg->name, t->ticket_hmac, sizeof(t->ticket_hmac));
+		if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK)
+			failed = 1;
+		if (t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS &&
+		    moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK)
+			failed = 1;
+		if (resolve_origin(t, cfg->path, report, arg) != MOAT_OK)
+			failed = 1;
+	}
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		struct moat_listener *l = &g->listeners[i];
+
+		g->nlisteners++;
+		l->cfg = &cfg->listeners[i];
+		l->gen = g;
+		if (l->cfg->default_tenant != NULL)
+			l->default_tenant = moat_gen_tenant_by_name(g, l->cfg->default_tenant);
+		if (moat_tls_listener_ctx(l) != MOAT_OK) {
+			report(arg, cfg->path, l->cfg->line, "cannot create the listener's TLS context");
+			failed = 1;
+		}
+	}
+	if (failed) {
+		gen_free(g);
+		return MOAT_EINVAL;
+	}
+	*out = g;
+	return MOAT_OK;
+}
+
+void moat_gen_ref(struct moat_gen *g)
+{
+	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+}
+
+void moat_gen_release(struct moat_gen *g)
+{
+	if (g != NULL && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+		gen_free(g);
+}
+
+void moat_gen_publish(struct moat_gen *g)
+{
+	struct moat_gen *old;
+
+	pthread_mutex_lock(&current_lock);
+	g->id = next_id++;
+	old = current;
+	current = g;
+	pthread_mutex_unlock(&current_lock);
+	moat_gen_release(old);
+}
+
+struct moat_gen *moat_gen_acquire_current(void)
+{
+	struct moat_gen *g;
+
+	/* A lock, not a lone atomic load: between loading the pointer and taking a reference
+	 * the publisher could drop the last one. Workers come here once per reload. */
+	pthread_mutex_lock(&current_lock);
+	g = current;
+	if (g != NULL)
+		moat_gen_ref(g);
+	pthread_mutex_unlock(&current_lock);
+	return g;
+}
+
+void moat_gen_unpublish(void)
+{
+	struct moat_gen *old;
+
+	pthread_mutex_lock(&current_lock);
+	old = current;
+	current = NULL;
+	pthread_mutex_unlock(&current_lock);
+	moat_gen_release(old);
+}
+
+struct moat_tenant *moat_gen_tenant_by_name(struct moat_gen *g, const char *name)
+{
+	for (size_t i = 0; i < g->ntenants; i++)
+		if (strcmp(g->tenants[i].cfg->name, name) == 0)
+			return &g->tenants[i];
+	return NULL;
+}
+
+static int host_match(const char *pattern, const char *sni, size_t len)
+{
+	size_t plen = strlen(pattern);
+
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		/* "*.example" matches exactly one label in front of ".example" */
+		const char *dot = memchr(sni, '.', len);
+		size_t rest;
+
+		if (dot == NULL || dot == sni)
+			return 0;
+		rest = len - (size_t)(dot - sni);
+		return rest == plen - 1 && strncasecmp(dot, pattern + 1, rest) == 0;
+	}
+	return plen == len && strncasecmp(pattern, sni, len) == 0;
+}
+
+struct moat_tenant *moat_gen_tenant_by_sni(struct moat_gen *g, const char *sni, size_t len)
+{
+	/* Exact names win over wildcards, whatever the order of tenants in the file. */
+	for (int wild = 0; wild < 2; wild++)
+		for (size_t i = 0; i < g->ntenants; i++) {
+			const struct moat_config_tenant *c = g->tenants[i].cfg;
+
+			for (size_t h = 0; h < c->nhosts; h++)
+				if ((c->hosts[h][0] == '*') == wild &&
+				    host_match(c->hosts[h], sni, len))
+					return &g->tenants[i];
+		}
+	return NULL;
+}
+
+int moat_tenant_cert_revoked(const struct moat_tenant *t, X509 *cert)
+{
+	for (size_t i = 0; i < t->ncrls; i++) {
+		X509_REVOKED *r = NULL;
+
+		if (X509_CRL_get0_by_cert(t->crls[i], &r, cert) == 1)
+			return 1;
+	}
+	return 0;
+}

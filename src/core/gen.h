@@ -1,0 +1,89 @@
+/*
+ * Configuration generations: everything read-mostly that a worker needs — the parsed config,
+ * TLS contexts, tenants with their CAs and revocation lists, resolved origins — in one
+ * immutable, reference-counted object. The control thread builds a new generation on start
+ * and on reload, validates it whole, then publishes it; workers pick it up at their next loop
+ * turn. Connections hold a reference to the generation they use. See docs/generations.md.
+ */
+#ifndef MOAT_CORE_GEN_H
+#define MOAT_CORE_GEN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "core/common.h"
+#include "core/config.h"
+
+#define MOAT_TICKET_KEY_NAME_LEN 16
+
+struct moat_gen;
+
+struct moat_tenant {
+	const struct moat_config_tenant *cfg; /* owned by the generation's config */
+	unsigned index;
+	SSL_CTX *ssl_ctx;  /* server certificate, device CAs, verification policy */
+	X509_CRL **crls;   /* revocation lists, consulted on every resumption and request */
+	size_t ncrls;
+	struct sockaddr_storage origin_addr;
+	socklen_t origin_addrlen;
+	SSL_CTX *origin_ctx; /* https origins: client context verifying the origin */
+	char origin_key[300]; /* "scheme://host:port" + addr: origin pool key */
+	/* session ticket keys, derived from the process's ticket secret and the tenant name, so a
+	 * ticket issued for one tenant cannot even be decrypted under another */
+	unsigned char ticket_name[MOAT_TICKET_KEY_NAME_LEN];
+	unsigned char ticket_aes[32];
+	unsigned char ticket_hmac[32];
+	struct moat_gen *gen;
+};
+
+struct moat_listener {
+	const struct moat_config_listener *cfg;
+	SSL_CTX *ssl_ctx; /* accepting context: picks the tenant from the ClientHello */
+	struct moat_tenant *default_tenant; /* NULL: no SNI or unknown SNI is refused */
+	struct moat_gen *gen;
+};
+
+struct moat_gen {
+	atomic_uint refs;
+	uint64_t id; /* 1, 2, ... in order of publication */
+	struct moat_config *cfg;
+	struct moat_tenant *tenants;
+	size_t ntenants;
+	struct moat_listener *listeners;
+	size_t nlisteners;
+};
+
+/*
+ * Builds a generation from a loaded config (ownership of cfg passes to the generation, also on
+ * failure). Loads every certificate, key, CA and CRL, and resolves origins; each failure is
+ * reported with the config line that named the file. `ticket_secret` (32 bytes) seeds the
+ * per-tenant session ticket keys. Returns MOAT_OK with *out holding one reference.
+ */
+int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
+		   moat_config_report_fn report, void *arg, struct moat_gen **out) MOAT_WUR;
+
+void moat_gen_ref(struct moat_gen *g);
+void moat_gen_release(struct moat_gen *g);
+
+/* Makes g the current generation (consumes the caller's reference). */
+void moat_gen_publish(struct moat_gen *g);
+
+/* Returns a new reference to the current generation, or NULL before the first publish. */
+struct moat_gen *moat_gen_acquire_current(void);
+
+/* Drops the current generation (at exit). */
+void moat_gen_unpublish(void);
+
+struct moat_tenant *moat_gen_tenant_by_name(struct moat_gen *g, const char *name);
+
+/* Matches an SNI host name (case-insensitive, exact or one-label "*." wildcard). */
+struct moat_tenant *moat_gen_tenant_by_sni(struct moat_gen *g, const char *sni, size_t len);
+
+/* 1 if the certificate is revoked by one of the tenant's CRLs. */
+int moat_tenant_cert_revoked(const struct moat_tenant *t, X509 *cert);
+
+#endif

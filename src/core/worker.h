@@ -1,0 +1,78 @@
+/*
+ * Worker threads. Each owns a libuv loop and its own SO_REUSEPORT listening sockets, so the
+ * kernel spreads connections over workers and a connection lives and dies on one thread: no
+ * lock on the hot path. The control thread talks to workers only through an async handle:
+ * "a new generation is published", "drain", "stop now".
+ */
+#ifndef MOAT_CORE_WORKER_H
+#define MOAT_CORE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "core/common.h"
+#include "core/gen.h"
+#include "core/list.h"
+#include "http/parse.h"
+
+struct moat_worker;
+
+/* One listening socket of one worker. */
+struct moat_listen {
+	struct moat_worker *w;
+	char bind[128];
+	int fd;
+	uv_poll_t poll;
+	struct moat_listener *listener; /* in w->gen; refreshed when the generation changes */
+	int closing;
+	struct moat_list link;
+};
+
+struct moat_worker_stats {
+	uint64_t accepted, refused_limits, handshakes_failed, requests;
+};
+
+struct moat_worker {
+	unsigned index;
+	pthread_t thread;
+	uv_loop_t loop;
+	uv_async_t wake;
+	uv_timer_t tick; /* once a second: pooled origin connections expire */
+	struct moat_gen *gen;
+	struct moat_list listens;
+	struct moat_list conns;         /* client connections */
+	struct moat_list idle_upstreams; /* origin connection pool */
+	unsigned nconns, nidle;
+	atomic_int reload_pending, drain_pending, stop_pending;
+	int draining;
+	uint64_t rng; /* request ids */
+	uint64_t last_limit_log;
+	struct moat_worker_stats stats;
+	struct moat_http_request req; /* parse scratch: one request head is parsed at a time */
+	int (*on_exit)(struct moat_worker *w); /* tells the control thread this worker is done */
+	void *on_exit_arg;
+};
+
+/* Creates the worker, opens its listening sockets for g (a reference is taken) and starts its
+ * thread. Returns MOAT_OK or an error with a log line. */
+int moat_worker_start(struct moat_worker *w, unsigned index, struct moat_gen *g) MOAT_WUR;
+
+/* Asks the worker to pick up the current generation. Thread-safe. */
+void moat_worker_notify_reload(struct moat_worker *w);
+
+/* Asks the worker to stop accepting and finish in-flight requests; with `force`, to close
+ * every connection now. Thread-safe. */
+void moat_worker_notify_stop(struct moat_worker *w, int force);
+
+void moat_worker_join(struct moat_worker *w);
+
+/* A new request id: 16 hex characters, unique per process in practice. */
+void moat_worker_request_id(struct moat_worker *w, char out[17]);
+
+/* Called by protocol code when a connection ends, to let a draining worker finish. */
+void moat_worker_conn_closed(struct moat_worker *w);
+
+#endif

@@ -1,0 +1,1254 @@
+/*
+ * Device connections: TLS handshake, identity, and the HTTP/1.1 proxy loop.
+ *
+ * Each connection is driven by one function, pump(), called on every event of either of its
+ * sockets or its timer. pump() makes every step that can make progress — read the device,
+ * parse, move body bytes to the origin, read the origin, move response bytes back, write the
+ * device — until none can, then registers exactly the events the blocked steps wait for and
+ * arms the one timer with the nearest deadline. Every buffer has a fixed capacity, so a side
+ * that stops reading stops the other side from being read: memory per connection is bounded
+ * whatever the sizes of bodies.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "core/alloc.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "http/proxy.h"
+
+#define CLIENT_IN_MIN (16 * 1024)
+#define CLIENT_OUT_CAP (96 * 1024)
+#define RESPONSE_MAX_HEAD (64 * 1024)
+#define CHUNK_MAX_LINE 4096
+#define CHUNK_FRAMING 32 /* room kept for a chunk's size line and CRLF */
+#define CLOSING_TIMEOUT_MS 5000
+
+enum conn_state { CS_HANDSHAKE = 0, CS_HEAD, CS_PROXY, CS_CLOSING, CS_CLOSED };
+
+struct request_state {
+	char id[17];
+	char method[24];
+	char path[512];
+	int minor;
+	unsigned keep_alive : 1, is_head : 1, expect_continue : 1, body_done : 1;
+	enum moat_http_framing framing;
+	uint64_t remaining;
+	struct moat_http_chunked chunked;
+	uint64_t bytes_in;
+	uint64_t t_start_ns, t_origin_ns, t_origin_head_ns;
+	uint64_t t_body_start; /* loop ms */
+};
+
+struct response_state {
+	int status;
+	unsigned started : 1; /* the final head is queued: errors can no longer be answered */
+	unsigned head_done : 1, done : 1, chunked_out : 1, keep_alive : 1;
+	enum moat_http_framing framing;
+	uint64_t remaining;
+	struct moat_http_chunked chunked;
+	uint64_t bytes_out;
+};
+
+struct moat_http_conn {
+	struct moat_worker *w;
+	struct moat_sock sock;
+	uv_timer_t timer;
+	int open_handles;
+	enum conn_state state;
+	struct moat_gen *gen;       /* reference; refreshed per request */
+	struct moat_tenant *tenant; /* in gen */
+	struct moat_tls_conn tls;
+	struct moat_identity id;
+	char listener_name[72];
+	char tenant_name[72];
+	char *ident; /* identity headers added to every request, built once */
+	size_t ident_len;
+	struct sockaddr_storage peer;
+	char peer_ip[INET6_ADDRSTRLEN];
+	unsigned peer_port;
+	struct moat_buf in, out;
+	unsigned draining : 1, close_after : 1, resumed : 1, up_eof : 1, up_failed : 1;
+	uint64_t t_accept, t_head_start, t_last_in, t_last_out, t_origin_act;
+	struct moat_upstream *up;
+	struct request_state rq;
+	struct response_state rs;
+	struct moat_list link;
+};
+
+static void pump(struct moat_http_conn *c);
+
+static uint64_t now_ms(struct moat_http_conn *c)
+{
+	return uv_now(&c->w->loop);
+}
+
+static const char *tls_version(struct moat_http_conn *c)
+{
+	return c->sock.ssl ? SSL_get_version(c->sock.ssl) : "";
+}
+
+/* ---- closing ---------------------------------------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct moat_http_conn *c = h->data;
+	struct moat_worker *w = c->w;
+
+	if (--c->open_handles > 0)
+		return;
+	moat_buf_free(&c->in);
+	moat_buf_free(&c->out);
+	moat_free(c->ident);
+	moat_limits_release(&c->peer);
+	moat_gen_release(c->gen);
+	moat_free(c);
+	w->nconns--;
+	moat_worker_conn_closed(w);
+}
+
+static void conn_close(struct moat_http_conn *c)
+{
+	if (c->state == CS_CLOSED)
+		return;
+	c->state = CS_CLOSED;
+	if (c->up != NULL) {
+		moat_upstream_release(c->up, 0);
+		c->up = NULL;
+	}
+	moat_list_remove(&c->link);
+	c->open_handles = 2;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->timer, handle_closed);
+	moat_sock_close(&c->sock, handle_closed);
+}
+
+/* ---- access log ------------------------------------------------------------------------- */
+
+static void access_log(struct moat_http_conn *c)
+{
+	char buf[4096];
+	struct moat_line l = {buf, 0, sizeof(buf) - 1, 0};
+	char t[40];
+	uint64_t end = uv_hrtime();
+	double dur = c->rq.t_start_ns ? (double)(end - c->rq.t_start_ns) / 1e6 : 0;
+	double origin = c->rq.t_origin_ns && c->rq.t_origin_head_ns
+				? (double)(c->rq.t_origin_head_ns - c->rq.t_origin_ns) / 1e6
+				: 0;
+
+	c->w->stats.requests++;
+	if (!moat_log_access_enabled())
+		return;
+	moat_line_raw(&l, "{\"time\":\"", 9);
+	moat_line_raw(&l, t, moat_log_time(t, sizeof(t)));
+	moat_line_printf(&l, "\",\"request_id\":\"%s\",\"listener\":", c->rq.id);
+	moat_line_json_str(&l, c->listener_name, strlen(c->listener_name));
+	moat_line_printf(&l, ",\"remote\":\"%s:%u\",\"tenant\":", c->peer_ip, c->peer_port);
+	moat_line_json_str(&l, c->tenant_name, strlen(c->tenant_name));
+	moat_line_raw(&l, ",\"device\":", 10);
+	moat_line_json_str(&l, c->id.device_id, strlen(c->id.device_id));
+	moat_line_raw(&l, ",\"method\":", 10);
+	moat_line_json_str(&l, c->rq.method, strlen(c->rq.method));
+	moat_line_raw(&l, ",\"path\":", 8);
+	moat_line_json_str(&l, c->rq.path, strlen(c->rq.path));
+	moat_line_printf(&l,
+			 ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
+			 "\"origin_ms\":%.3f,\"tls\":\"%s\",\"resumed\":%s}",
+			 c->rs.status, (unsigned long long)c->rq.bytes_in,
+			 (unsigned long long)c->rs.bytes_out, dur, origin, tls_version(c),
+			 c->resumed ? "true" : "false");
+	if (l.truncated)
+		return;
+	buf[l.len++] = '\n';
+	moat_log_access(buf, l.len);
+}
+
+/* ---- local responses -------------------------------------------------------------------- */
+
+static const char *error_code(int status)
+{
+	switch (status) {
+	case 400:
+		return "bad_request";
+	case 405:
+		return "method_not_allowed";
+	case 408:
+		return "request_timeout";
+	case 414:
+		return "uri_too_long";
+	case 417:
+		return "expectation_failed";
+	case 431:
+		return "headers_too_large";
+	case 501:
+		return "not_implemented";
+	case 505:
+		return "http_version_not_supported";
+	case 504:
+		return "origin_timeout";
+	default:
+		return "bad_gateway";
+	}
+}
+
+/*
+ * Answers the current request from moatd itself, then closes: after an error the state of the
+ * stream (an unread body, a half-sent request) is not worth trusting.
+ */
+static void respond_error(struct moat_http_conn *c, int status, const char *code,
+			  const char *detail)
+{
+	char body[768];
+	struct moat_line b = {body, 0, sizeof(body), 0};
+	struct moat_line h;
+
+	if (c->up != NULL) {
+		moat_upstream_release(c->up, 0);
+		c->up = NULL;
+	}
+	c->rs.status = status;
+	c->rs.done = 1;
+	c->rq.body_done = 1;
+	c->close_after = 1;
+	if (c->rs.started || moat_buf_prepare(&c->out) != MOAT_OK) {
+		/* Part of a response already went out: the only honest signal left is a close. */
+		access_log(c);
+		conn_close(c);
+		return;
+	}
+	c->rs.started = 1;
+	moat_line_printf(&b, "{\"error\":\"%s\",\"detail\":", code ? code : error_code(status));
+	moat_line_json_str(&b, detail, strlen(detail));
+	moat_line_printf(&b, ",\"request_id\":\"%s\"}\n", c->rq.id);
+	h = (struct moat_line){moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
+	moat_line_printf(&h,
+			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu"
+			 "\r\nConnection: close\r\n\r\n",
+			 status, moat_http_reason(status), b.len);
+	if (!c->rq.is_head)
+		moat_line_raw(&h, body, b.len);
+	if (h.truncated) {
+		conn_close(c);
+		return;
+	}
+	c->out.end += h.len;
+	access_log(c);
+	c->state = CS_CLOSING;
+}
+
+static void origin_failed(struct moat_http_conn *c, int status, const char *code,
+			  const char *detail)
+{
+	moat_log_warn("origin %s for tenant %s failed: %s (request_id=%s device=%s)",
+		      c->tenant->cfg->origin, c->tenant_name, detail, c->rq.id,
+		      c->id.device_id[0] ? c->id.device_id : "-");
+	respond_error(c, status, code, detail);
+}
+
+/* ---- identity and generations ----------------------------------------------------------- */
+
+static int build_identity_headers(struct moat_http_conn *c)
+{
+	char buf[2048];
+	struct moat_line l = {buf, 0, sizeof(buf), 0};
+
+	moat_line_printf(&l, "Moat-Tenant: %s\r\n", c->tenant_name);
+	if (c->id.status == MOAT_CERT_SUCCESS)
+		moat_line_printf(&l, "Moat-Device: %s\r\n", c->id.device_id);
+	if (c->id.has_cert)
+		moat_line_printf(&l, "Moat-Cert-Sha256: %s\r\nMoat-Cert-Serial: %s\r\n",
+				 c->id.fingerprint, c->id.serial);
+	if (c->id.status == MOAT_CERT_SUCCESS)
+		moat_line_printf(&l, "Moat-Cert-Verified: SUCCESS\r\n");
+	else if (c->id.status == MOAT_CERT_NONE)
+		moat_line_printf(&l, "Moat-Cert-Verified: NONE\r\n");
+	else
+		moat_line_printf(&l, "Moat-Cert-Verified: FAILED:%s\r\n", c->id.fail_reason);
+	if (c->peer.ss_family == AF_INET6)
+		moat_line_printf(&l, "Forwarded: for=\"[%s]\";proto=https\r\n", c->peer_ip);
+	else
+		moat_line_printf(&l, "Forwarded: for=%s;proto=https\r\n", c->peer_ip);
+	if (l.truncated)
+		return MOAT_ENOMEM;
+	c->ident = moat_malloc(l.len);
+	if (c->ident == NULL)
+		return MOAT_ENOMEM;
+	memcpy(c->ident, buf, l.len);
+	c->ident_len = l.len;
+	return MOAT_OK;
+}
+
+/* Every request is judged under the current generation: a tenant removed or a device revoked
+ * by a reload stops at its next request, whatever generation its handshake saw. Returns 0 to
+ * go on, -1 when the connection was closed. */
+static int refresh_generation(struct moat_http_conn *c)
+{
+	struct moat_gen *cur = c->w->gen;
+	struct moat_tenant *t;
+	X509 *cert;
+
+	if (c->gen == cur)
+		return 0;
+	t = moat_gen_tenant_by_name(cur, c->tenant_name);
+	if (t == NULL) {
+		moat_log_info("closing connection of %s: tenant %s was removed", c->peer_ip,
+			      c->tenant_name);
+		conn_close(c);
+		return -1;
+	}
+	cert = c->sock.ssl ? SSL_get0_peer_certificate(c->sock.ssl) : NULL;
+	if (cert != NULL && moat_tenant_cert_revoked(t, cert)) {
+		moat_log_warn("closing connection: device %s of tenant %s is revoked (serial %s)",
+			      c->id.device_id[0] ? c->id.device_id : "-", c->tenant_name,
+			      c->id.serial);
+		conn_close(c);
+		return -1;
+	}
+	moat_gen_ref(cur);
+	moat_gen_release(c->gen);
+	c->gen = cur;
+	c->tenant = t;
+	return 0;
+}
+
+/* ---- handshake -------------------------------------------------------------------------- */
+
+static int do_handshake(struct moat_http_conn *c)
+{
+	int r = moat_sock_handshake(&c->sock);
+	const char *reason = NULL;
+	char buf[160];
+
+	if (r == MOAT_EAGAIN)
+		return 0;
+	if (r != MOAT_OK) {
+		c->w->stats.handshakes_failed++;
+		reason = moat_tls_handshake_error(c->sock.ssl, &c->tls, c->sock.ssl_err, buf,
+						  sizeof(buf));
+		moat_log_warn("tls handshake refused: listener=%s remote=%s:%u sni=%s tenant=%s "
+			      "reason=\"%s\"",
+			      c->listener_name, c->peer_ip, c->peer_port,
+			      c->tls.sni[0] ? c->tls.sni : "-",
+			      c->tls.tenant ? c->tls.tenant->cfg->name : "-", reason);
+		conn_close(c);
+		return 0;
+	}
+	c->tenant = c->tls.tenant;
+	snprintf(c->tenant_name, sizeof(c->tenant_name), "%s", c->tenant->cfg->name);
+	c->resumed = SSL_session_reused(c->sock.ssl) ? 1 : 0;
+	if (moat_tls_identity(c->sock.ssl, c->tenant, &c->id, &reason) != MOAT_OK) {
+		c->w->stats.handshakes_failed++;
+		moat_log_warn("tls handshake refused: listener=%s remote=%s:%u sni=%s tenant=%s "
+			      "reason=\"%s\"%s",
+			      c->listener_name, c->peer_ip, c->peer_port,
+			      c->tls.sni[0] ? c->tls.sni : "-", c->tenant_name,
+			      reason ? reason : "identity", c->resumed ? " (resumed session)" : "");
+		conn_close(c);
+		return 0;
+	}
+	if (build_identity_headers(c) != MOAT_OK) {
+		conn_close(c);
+		return 0;
+	}
+	moat_log_debug("device connected: tenant=%s device=%s remote=%s:%u %s%s", c->tenant_name,
+		       c->id.device_id[0] ? c->id.device_id : "-", c->peer_ip, c->peer_port,
+		       tls_version(c), c->resumed ? " resumed" : "");
+	c->state = CS_HEAD;
+	c->t_last_in = now_ms(c);
+	return 1;
+}
+
+/* ---- request head ----------------------------------------------------------------------- */
+
+static void copy_slice(char *dst, size_t cap, struct moat_slice s)
+{
+	size_t n = s.len < cap - 1 ? s.len : cap - 1;
+
+	memcpy(dst, s.p, n);
+	dst[n] = '\0';
+}
+
+static int write_request_head(struct moat_http_conn *c, const struct moat_http_request *req,
+			      struct moat_buf *out)
+{
+	struct moat_line l = {moat_buf_tail(out), 0, moat_buf_room(out), 0};
+	int has_host = 0;
+
+	moat_line_raw(&l, req->method.p, req->method.len);
+	moat_line_raw(&l, " ", 1);
+	if (req->target.len > 0 && req->target.p[0] != '/' && req->target.p[0] != '*') {
+		/* absolute-form: the origin gets origin-form, like from any device */
+		if (req->path.len == 0)
+			moat_line_raw(&l, "/", 1);
+		moat_line_raw(&l, req->path.p, req->path.len);
+		if (req->query.len > 0) {
+			moat_line_raw(&l, "?", 1);
+			moat_line_raw(&l, req->query.p, req->query.len);
+		}
+	} else {
+		moat_line_raw(&l, req->target.p, req->target.len);
+	}
+	moat_line_raw(&l, " HTTP/1.1\r\n", 11);
+	for (unsigned i = 0; i < req->nheaders; i++) {
+		const struct moat_http_header *h = &req->headers[i];
+
+		if (h->flags & (MOAT_HDR_HOP | MOAT_HDR_SPOOF | MOAT_HDR_CONTENT_LENGTH))
+			continue;
+		if (h->flags & MOAT_HDR_HOST)
+			has_host = 1;
+		moat_line_raw(&l, h->name.p, h->name.len);
+		moat_line_raw(&l, ": ", 2);
+		moat_line_raw(&l, h->value.p, h->value.len);
+		moat_line_raw(&l, "\r\n", 2);
+	}
+	if (!has_host)
+		moat_line_printf(&l, "Host: %s\r\n",
+				 c->tls.sni[0] ? c->tls.sni : c->tenant->cfg->origin_host);
+	if (req->framing == MOAT_BODY_LENGTH)
+		moat_line_printf(&l, "Content-Length: %llu\r\n",
+				 (unsigned long long)req->content_length);
+	else if (req->framing == MOAT_BODY_CHUNKED)
+		moat_line_raw(&l, "Transfer-Encoding: chunked\r\n", 28);
+	moat_line_raw(&l, c->ident, c->ident_len);
+	moat_line_printf(&l, "Moat-Request-Id: %s\r\n\r\n", c->rq.id);
+	if (l.truncated)
+		return MOAT_ETOOBIG;
+	out->end += l.len;
+	return MOAT_OK;
+}
+
+static void dispatch(struct moat_http_conn *c, const struct moat_http_request *req)
+{
+	const char *err = NULL;
+	struct request_state *rq = &c->rq;
+
+	memset(rq, 0, sizeof(*rq));
+	memset(&c->rs, 0, sizeof(c->rs));
+	c->up_eof = c->up_failed = 0;
+	moat_worker_request_id(c->w, rq->id);
+	copy_slice(rq->method, sizeof(rq->method), req->method);
+	copy_slice(rq->path, sizeof(rq->path), req->path.len ? req->path : req->target);
+	rq->minor = req->minor;
+	rq->keep_alive = req->keep_alive;
+	rq->is_head = req->is_head;
+	rq->expect_continue = req->expect_continue;
+	rq->framing = req->framing;
+	rq->remaining = req->content_length;
+	rq->bytes_in = req->head_len;
+	rq->t_start_ns = uv_hrtime();
+	rq->body_done = req->framing == MOAT_BODY_NONE ||
+			(req->framing == MOAT_BODY_LENGTH && req->content_length == 0);
+	moat_http_chunked_init(&rq->chunked, CHUNK_MAX_LINE, c->gen->cfg->max_header_size);
+	c->state = CS_PROXY;
+	if (refresh_generation(c) < 0)
+		return;
+	if (req->is_connect) {
+		moat_buf_consume(&c->in, req->head_len);
+		respond_error(c, 405, NULL, "CONNECT is not supported");
+		return;
+	}
+	c->up = moat_upstream_get(c->w, c->tenant, c, &err);
+	if (c->up == NULL) {
+		moat_buf_consume(&c->in, req->head_len);
+		origin_failed(c, 502, "origin_unreachable", err ? err : "cannot connect");
+		return;
+	}
+	if (moat_buf_prepare(&c->up->out) != MOAT_OK ||
+	    write_request_head(c, req, &c->up->out) != MOAT_OK) {
+		moat_buf_consume(&c->in, req->head_len);
+		respond_error(c, 431, NULL, "request head too large to forward");
+		return;
+	}
+	moat_buf_consume(&c->in, req->head_len);
+	rq->t_origin_ns = uv_hrtime();
+	rq->t_body_start = now_ms(c);
+	c->t_origin_act = now_ms(c);
+}
+
+static int read_client(struct moat_http_conn *c)
+{
+	ssize_t n;
+
+	if (moat_buf_prepare(&c->in) != MOAT_OK) {
+		conn_close(c);
+		return -1;
+	}
+	if (moat_buf_room(&c->in) == 0)
+		return 0;
+	n = moat_sock_read(&c->sock, moat_buf_tail(&c->in), moat_buf_room(&c->in));
+	if (n == MOAT_EAGAIN)
+		return 0;
+	if (n <= 0)
+		return -2; /* end of stream or error: the caller decides what it means */
+	if (moat_buf_len(&c->in) == 0 && c->state == CS_HEAD)
+		c->t_head_start = now_ms(c);
+	c->in.end += (size_t)n;
+	c->t_last_in = now_ms(c);
+	return 1;
+}
+
+static int do_head(struct moat_http_conn *c)
+{
+	struct moat_http_request *req = &c->w->req;
+	const struct moat_config *cfg = c->gen->cfg;
+	const struct moat_http_limits lim = {cfg->max_request_line, cfg->max_header_size,
+					     cfg->max_headers};
+	const char *err = NULL;
+	int r;
+
+	if (moat_buf_len(&c->in) > 0) {
+		r = moat_http_parse_request(moat_buf_head(&c->in), moat_buf_len(&c->in), &lim, req,
+					    &err);
+		if (r == MOAT_OK) {
+			dispatch(c, req);
+			return 1;
+		}
+		if (r != MOAT_EAGAIN) {
+			memset(&c->rq, 0, sizeof(c->rq));
+			memset(&c->rs, 0, sizeof(c->rs));
+			moat_worker_request_id(c->w, c->rq.id);
+			c->rq.t_start_ns = uv_hrtime();
+			c->rq.bytes_in = moat_buf_len(&c->in);
+			moat_log_info("request refused: %d %s (remote=%s:%u tenant=%s device=%s)",
+				      req->error_status, err ? err : "", c->peer_ip, c->peer_port,
+				      c->tenant_name, c->id.device_id[0] ? c->id.device_id : "-");
+			respond_error(c, req->error_status ? req->error_status : 400, NULL,
+				      err ? err : "malformed request");
+			return 1;
+		}
+	} else if (c->draining) {
+		conn_close(c);
+		return 0;
+	}
+	r = read_client(c);
+	if (r == -2) {
+		/* a device closing between requests is the normal end of a connection */
+		conn_close(c);
+		return 0;
+	}
+	return r > 0;
+}
+
+/* ---- bodies ----------------------------------------------------------------------------- */
+
+/* Moves request body bytes from the device's buffer into the origin's. */
+static int move_request_body(struct moat_http_conn *c)
+{
+	struct request_state *rq = &c->rq;
+	struct moat_buf *out = &c->up->out;
+	int progress = 0;
+
+	while (!rq->body_done) {
+		size_t avail = moat_buf_len(&c->in), room;
+
+		if (avail == 0) {
+			int r = read_client(c);
+
+			if (r == -2) {
+				moat_log_info("device %s closed the connection during a request body "
+					      "(request_id=%s)",
+					      c->id.device_id[0] ? c->id.device_id : c->peer_ip,
+					      rq->id);
+				conn_close(c);
+				return -1;
+			}
+			if (r <= 0)
+				return r < 0 ? -1 : progress;
+			rq->bytes_in += moat_buf_len(&c->in);
+			progress = 1;
+			continue;
+		}
+		if (moat_buf_prepare(out) != MOAT_OK) {
+			conn_close(c);
+			return -1;
+		}
+		room = moat_buf_room(out);
+		if (room < 2 * CHUNK_FRAMING)
+			return progress;
+		if (rq->framing == MOAT_BODY_LENGTH) {
+			size_t n = avail < room ? avail : room;
+
+			if (n > rq->remaining)
+				n = (size_t)rq->remaining;
+			moat_buf_append(out, moat_buf_head(&c->in), n);
+			moat_buf_consume(&c->in, n);
+			rq->remaining -= n;
+			if (rq->remaining == 0) {
+				rq->body_done = 1;
+				/* what follows in the buffer is the next request's */
+				rq->bytes_in -= moat_buf_len(&c->in);
+			}
+		} else {
+			struct moat_slice data;
+			size_t consumed = 0, lim = room - CHUNK_FRAMING;
+			const char *err = NULL;
+			int r = moat_http_chunked_decode(&rq->chunked, moat_buf_head(&c->in),
+							 avail < lim ? avail : lim, &consumed,
+							 &data, &err);
+
+			if (r == MOAT_EINVAL) {
+				moat_log_info("request refused: 400 %s (remote=%s:%u request_id=%s)",
+					      err ? err : "bad chunk", c->peer_ip, c->peer_port,
+					      rq->id);
+				respond_error(c, 400, NULL, err ? err : "malformed chunked body");
+				return -1;
+			}
+			if (data.len > 0) {
+				char hdr[24];
+				int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", data.len);
+
+				moat_buf_append(out, hdr, (size_t)hl);
+				moat_buf_append(out, data.p, data.len);
+				moat_buf_append(out, "\r\n", 2);
+			}
+			moat_buf_consume(&c->in, consumed);
+			if (r == 1) {
+				moat_buf_append(out, "0\r\n\r\n", 5);
+				rq->body_done = 1;
+				rq->bytes_in -= moat_buf_len(&c->in);
+			}
+		}
+		progress = 1;
+	}
+	return progress;
+}
+
+static int write_response_head(struct moat_http_conn *c, const struct moat_http_response *res)
+{
+	struct moat_line l = {moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
+
+	moat_line_printf(&l, "HTTP/1.1 %d ", res->status);
+	moat_line_raw(&l, res->reason.p, res->reason.len);
+	moat_line_raw(&l, "\r\n", 2);
+	for (unsigned i = 0; i < res->nheaders; i++) {
+		const struct moat_http_header *h = &res->headers[i];
+
+		if (h->flags & MOAT_HDR_HOP)
+			continue;
+		moat_line_raw(&l, h->name.p, h->name.len);
+		moat_line_raw(&l, ": ", 2);
+		moat_line_raw(&l, h->value.p, h->value.len);
+		moat_line_raw(&l, "\r\n", 2);
+	}
+	if (res->status >= 200) {
+		if (c->rs.chunked_out)
+			moat_line_raw(&l, "Transfer-Encoding: chunked\r\n", 28);
+		if (c->close_after || !c->rq.keep_alive || c->draining)
+			moat_line_raw(&l, "Connection: close\r\n", 19);
+		else if (c->rq.minor == 0)
+			moat_line_raw(&l, "Connection: keep-alive\r\n", 24);
+	}
+	moat_line_raw(&l, "\r\n", 2);
+	if (l.truncated)
+		return MOAT_ETOOBIG;
+	c->out.end += l.len;
+	return MOAT_OK;
+}
+
+/* Parses the origin's response head and queues ours. Returns 1 on progress, 0 when more bytes
+ * are needed, -1 when the request ended. */
+static int response_head(struct moat_http_conn *c)
+{
+	static const struct moat_http_limits lim = {RESPONSE_MAX_HEAD, RESPONSE_MAX_HEAD,
+						    MOAT_HTTP_MAX_HEADERS};
+	struct moat_http_response res;
+	struct moat_buf *in = &c->up->in;
+	const char *err = NULL;
+	int r;
+
+	if (moat_buf_len(in) == 0) {
+		if (!c->up_eof)
+			return 0;
+		origin_failed(c, 502, "bad_origin_response",
+			      "origin closed the connection without a response");
+		return -1;
+	}
+	r = moat_http_parse_response(moat_buf_head(in), moat_buf_len(in), &lim, c->rq.is_head,
+				     &res, &err);
+	if (r == MOAT_EAGAIN) {
+		if (c->up_eof || moat_buf_room(in) == 0) {
+			origin_failed(c, 502, "bad_origin_response",
+				      c->up_eof ? "origin closed the connection mid-head"
+						: "response head too large");
+			return -1;
+		}
+		return 0;
+	}
+	if (r != MOAT_OK) {
+		origin_failed(c, 502, "bad_origin_response", err ? err : "malformed response");
+		return -1;
+	}
+	if (moat_buf_prepare(&c->out) != MOAT_OK) {
+		conn_close(c);
+		return -1;
+	}
+	if (res.status < 200) {
+		if (res.status == 101) {
+			origin_failed(c, 502, "bad_origin_response",
+				      "origin switched protocols without being asked");
+			return -1;
+		}
+		/* Interim responses: 100 Continue goes to a device that asked for it. */
+		if (res.status == 100 && c->rq.expect_continue && c->rq.minor == 1 &&
+		    !c->rs.started) {
+			if (moat_buf_room(&c->out) < res.head_len + 64)
+				return 0;
+			if (write_response_head(c, &res) != MOAT_OK)
+				return 0;
+		}
+		moat_buf_consume(in, res.head_len);
+		return 1;
+	}
+	if (moat_buf_len(&c->out) > 0 && moat_buf_room(&c->out) < res.head_len + 256)
+		return 0; /* flush what is queued first */
+	c->rs.status = res.status;
+	c->rs.framing = res.framing;
+	c->rs.remaining = res.content_length;
+	c->rs.keep_alive = res.keep_alive;
+	moat_http_chunked_init(&c->rs.chunked, CHUNK_MAX_LINE, RESPONSE_MAX_HEAD);
+	c->rs.chunked_out = res.framing == MOAT_BODY_CHUNKED && c->rq.minor == 1;
+	if (res.framing == MOAT_BODY_UNTIL_CLOSE ||
+	    (res.framing == MOAT_BODY_CHUNKED && c->rq.minor == 0))
+		c->close_after = 1;
+	if (write_response_head(c, &res) != MOAT_OK) {
+		origin_failed(c, 502, "bad_origin_response", "response head too large");
+		return -1;
+	}
+	c->rs.started = 1;
+	c->rs.head_done = 1;
+	c->rq.t_origin_head_ns = uv_hrtime();
+	moat_buf_consume(in, res.head_len);
+	if (res.framing == MOAT_BODY_NONE ||
+	    (res.framing == MOAT_BODY_LENGTH && res.content_length == 0))
+		c->rs.done = 1;
+	return 1;
+}
+
+/* Moves response body bytes from the origin's buffer into the device's. */
+static int move_response_body(struct moat_http_conn *c)
+{
+	struct response_state *rs = &c->rs;
+	struct moat_buf *in = &c->up->in;
+	size_t avail = moat_buf_len(in), room;
+
+	if (avail == 0) {
+		if (!c->up_eof)
+			return 0;
+		if (rs->framing == MOAT_BODY_UNTIL_CLOSE) {
+			rs->done = 1;
+			return 1;
+		}
+		moat_log_warn("origin %s closed the connection mid-response (request_id=%s)",
+			      c->tenant->cfg->origin, c->rq.id);
+		respond_error(c, 502, "bad_origin_response", "truncated response");
+		return -1;
+	}
+	room = moat_buf_room(&c->out);
+	if (room < 2 * CHUNK_FRAMING)
+		return 0;
+	if (rs->framing != MOAT_BODY_CHUNKED) {
+		size_t n = avail < room ? avail : room;
+
+		if (rs->framing == MOAT_BODY_LENGTH && n > rs->remaining)
+			n = (size_t)rs->remaining;
+		moat_buf_append(&c->out, moat_buf_head(in), n);
+		moat_buf_consume(in, n);
+		if (rs->framing == MOAT_BODY_LENGTH) {
+			rs->remaining -= n;
+			if (rs->remaining == 0)
+				rs->done = 1;
+		}
+		return 1;
+	} else {
+		struct moat_slice data;
+		size_t consumed = 0, lim = room - CHUNK_FRAMING;
+		const char *err = NULL;
+		int r = moat_http_chunked_decode(&rs->chunked, moat_buf_head(in),
+						 avail < lim ? avail : lim, &consumed, &data, &err);
+
+		if (r == MOAT_EINVAL) {
+			respond_error(c, 502, "bad_origin_response",
+				      err ? err : "malformed chunked response");
+			return -1;
+		}
+		if (data.len > 0) {
+			if (rs->chunked_out) {
+				char hdr[24];
+				int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", data.len);
+
+				moat_buf_append(&c->out, hdr, (size_t)hl);
+				moat_buf_append(&c->out, data.p, data.len);
+				moat_buf_append(&c->out, "\r\n", 2);
+			} else {
+				moat_buf_append(&c->out, data.p, data.len);
+			}
+		}
+		moat_buf_consume(in, consumed);
+		if (r == 1) {
+			if (rs->chunked_out)
+				moat_buf_append(&c->out, "0\r\n\r\n", 5);
+			rs->done = 1;
+		}
+		return consumed > 0 || r == 1;
+	}
+}
+
+/* ---- the proxy step --------------------------------------------------------------------- */
+
+static int upstream_connect_step(struct moat_http_conn *c)
+{
+	struct moat_upstream *u = c->up;
+	char buf[200];
+
+	if (u->state == UP_CONNECTING) {
+		const char *err = NULL;
+		int r = moat_upstream_connect_done(u, &err);
+
+		if (r == MOAT_EAGAIN)
+			return 0;
+		if (r != MOAT_OK) {
+			snprintf(buf, sizeof(buf), "connect: %s", err ? err : "failed");
+			origin_failed(c, 502, "origin_unreachable", buf);
+			return -1;
+		}
+		return 1;
+	}
+	if (u->state == UP_TLS) {
+		int r = moat_sock_handshake(&u->sock);
+
+		if (r == MOAT_EAGAIN)
+			return 0;
+		if (r != MOAT_OK) {
+			long vr = SSL_get_verify_result(u->sock.ssl);
+			const char *why = vr != X509_V_OK ? X509_verify_cert_error_string(vr)
+				: u->sock.ssl_err ? ERR_reason_error_string(u->sock.ssl_err)
+						  : "handshake failed";
+
+			snprintf(buf, sizeof(buf), "TLS to origin: %s", why ? why : "error");
+			origin_failed(c, 502, "origin_unreachable", buf);
+			return -1;
+		}
+		u->state = UP_READY;
+		return 1;
+	}
+	return 0;
+}
+
+static int do_proxy(struct moat_http_conn *c)
+{
+	struct moat_upstream *u = c->up;
+	int progress = 0, r;
+	ssize_t n;
+
+	if (u != NULL && u->state != UP_READY) {
+		r = upstream_connect_step(c);
+		if (r < 0)
+			return 1;
+		progress |= r;
+	}
+	if (!c->rq.body_done && u != NULL) {
+		r = move_request_body(c);
+		if (r < 0)
+			return c->state == CS_CLOSED ? 0 : 1;
+		progress |= r;
+	}
+	if (u != NULL && u->state == UP_READY && moat_buf_len(&u->out) > 0 && !c->up_failed) {
+		n = moat_sock_write(&u->sock, moat_buf_head(&u->out), moat_buf_len(&u->out));
+		if (n > 0) {
+			moat_buf_consume(&u->out, (size_t)n);
+			c->t_origin_act = now_ms(c);
+			progress = 1;
+		} else if (n != MOAT_EAGAIN) {
+			if (!c->rs.head_done) {
+				origin_failed(c, 502, "origin_unreachable",
+					      "origin closed the connection while receiving");
+				return 1;
+			}
+			/* The origin answered and stopped reading: the rest of the body is
+			 * not wanted. Finish the response, then close the device's stream. */
+			c->up_failed = 1;
+			c->close_after = 1;
+			u->out.start = u->out.end = 0;
+		}
+	}
+	if (u != NULL && u->state == UP_READY && !c->rs.done && !c->up_eof) {
+		if (moat_buf_prepare(&u->in) != MOAT_OK) {
+			conn_close(c);
+			return 0;
+		}
+		if (moat_buf_room(&u->in) > 0) {
+			n = moat_sock_read(&u->sock, moat_buf_tail(&u->in), moat_buf_room(&u->in));
+			if (n > 0) {
+				u->in.end += (size_t)n;
+				c->t_origin_act = now_ms(c);
+				progress = 1;
+			} else if (n == 0 || n == MOAT_EIO) {
+				c->up_eof = 1;
+				progress = 1;
+			}
+		}
+	}
+	while (u != NULL && !c->rs.done && c->state == CS_PROXY) {
+		r = c->rs.head_done ? move_response_body(c) : response_head(c);
+		if (r < 0)
+			return c->state == CS_CLOSED ? 0 : 1;
+		if (r == 0)
+			break;
+		progress = 1;
+	}
+	if (c->state != CS_PROXY)
+		return c->state == CS_CLOSED ? 0 : 1;
+	if (moat_buf_len(&c->out) > 0) {
+		n = moat_sock_write(&c->sock, moat_buf_head(&c->out), moat_buf_len(&c->out));
+		if (n > 0) {
+			moat_buf_consume(&c->out, (size_t)n);
+			c->rs.bytes_out += (uint64_t)n;
+			c->t_last_out = now_ms(c);
+			progress = 1;
+		} else if (n != MOAT_EAGAIN) {
+			conn_close(c);
+			return 0;
+		}
+	}
+	if (c->rs.done && moat_buf_len(&c->out) == 0) {
+		int reusable = c->rq.body_done && c->rs.keep_alive && !c->up_eof && !c->up_failed &&
+			       c->rs.framing != MOAT_BODY_UNTIL_CLOSE;
+
+		access_log(c);
+		if (c->up != NULL) {
+			moat_upstream_release(c->up, reusable);
+			c->up = NULL;
+		}
+		if (c->close_after || !c->rq.keep_alive || c->draining || !c->rq.body_done) {
+			c->state = CS_CLOSING;
+		} else {
+			c->state = CS_HEAD;
+			c->t_head_start = c->t_last_in = now_ms(c);
+		}
+		return 1;
+	}
+	return progress;
+}
+
+static int do_closing(struct moat_http_conn *c)
+{
+	ssize_t n;
+
+	if (moat_buf_len(&c->out) == 0) {
+		conn_close(c);
+		return 0;
+	}
+	n = moat_sock_write(&c->sock, moat_buf_head(&c->out), moat_buf_len(&c->out));
+	if (n > 0) {
+		moat_buf_consume(&c->out, (size_t)n);
+		c->rs.bytes_out += (uint64_t)n;
+		c->t_last_out = now_ms(c);
+		return 1;
+	}
+	if (n != MOAT_EAGAIN)
+		conn_close(c);
+	return 0;
+}
+
+/* ---- events and timers ------------------------------------------------------------------ */
+
+static void client_poll_cb(uv_poll_t *h, int status, int events)
+{
+	pump(h->data);
+}
+
+void moat_http_conn_upstream_event(struct moat_http_conn *c)
+{
+	pump(c);
+}
+
+static void update_watch(struct moat_http_conn *c)
+{
+	int ev = 0;
+	struct moat_upstream *u = c->up;
+
+	switch (c->state) {
+	case CS_HANDSHAKE:
+		ev = c->sock.hs_wait;
+		break;
+	case CS_HEAD:
+		if (moat_buf_len(&c->in) == 0) {
+			/* idle between requests: hold no buffer memory */
+			moat_buf_release_if_empty(&c->in);
+			moat_buf_release_if_empty(&c->out);
+		}
+		if (c->in.data == NULL || moat_buf_room(&c->in) > 0)
+			ev |= c->sock.rd_wait;
+		break;
+	case CS_PROXY:
+		if (!c->rq.body_done && (c->in.data == NULL || moat_buf_room(&c->in) > 0))
+			ev |= c->sock.rd_wait;
+		break;
+	default:
+		break;
+	}
+	if (moat_buf_len(&c->out) > 0)
+		ev |= c->sock.wr_wait;
+	moat_sock_watch(&c->sock, ev, client_poll_cb);
+	if (u == NULL)
+		return;
+	ev = 0;
+	if (u->state == UP_CONNECTING)
+		ev = UV_WRITABLE;
+	else if (u->state == UP_TLS)
+		ev = u->sock.hs_wait;
+	else {
+		if (moat_buf_len(&u->out) > 0 && !c->up_failed)
+			ev |= u->sock.wr_wait;
+		if (!c->rs.done && !c->up_eof && (u->in.data == NULL || moat_buf_room(&u->in) > 0))
+			ev |= u->sock.rd_wait;
+	}
+	moat_upstream_watch(u, ev);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t min_rate_deadline(const struct moat_http_conn *c, const struct moat_config *cfg);
+
+/* The nearest deadline of the current state; UINT64_MAX if none. */
+static uint64_t next_deadline(struct moat_http_conn *c)
+{
+	const struct moat_config *cfg = c->gen->cfg;
+	uint64_t d = UINT64_MAX;
+
+	switch (c->state) {
+	case CS_HANDSHAKE:
+		return c->t_accept + cfg->handshake_timeout;
+	case CS_HEAD:
+		if (moat_buf_len(&c->in) == 0)
+			return c->t_last_in + cfg->idle_timeout;
+		return c->t_head_start + cfg->request_header_timeout;
+	case CS_PROXY:
+		if (c->up != NULL && c->up->state != UP_READY)
+			d = min_u64(d, c->t_origin_act + cfg->origin_connect_timeout);
+		else if (c->up != NULL && !c->rs.done)
+			d = min_u64(d, c->t_origin_act + cfg->origin_response_timeout);
+		if (!c->rq.body_done) {
+			d = min_u64(d, c->t_last_in + cfg->request_body_timeout);
+			if (cfg->request_body_min_rate > 0)
+				d = min_u64(d, min_rate_deadline(c, cfg));
+		}
+		if (moat_buf_len(&c->out) > 0)
+			d = min_u64(d, c->t_last_out + cfg->idle_timeout);
+		return d;
+	case CS_CLOSING:
+		return c->t_last_out + CLOSING_TIMEOUT_MS;
+	default:
+		return UINT64_MAX;
+	}
+}
+
+static uint64_t min_rate_deadline(const struct moat_http_conn *c, const struct moat_config *cfg)
+{
+	/* After an allowance of request_body_timeout, the body must keep up the configured
+	 * average rate: a device trickling one byte a second is cut off. */
+	return c->rq.t_body_start + cfg->request_body_timeout +
+	       (c->rq.bytes_in * 1000) / cfg->request_body_min_rate;
+}
+
+static int body_below_min_rate(const struct moat_http_conn *c, const struct moat_config *cfg,
+			       uint64_t now)
+{
+	return cfg->request_body_min_rate > 0 && now >= min_rate_deadline(c, cfg);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+	struct moat_http_conn *c = t->data;
+	const struct moat_config *cfg = c->gen->cfg;
+	uint64_t now = now_ms(c);
+
+	if (next_deadline(c) > now) {
+		pump(c);
+		return;
+	}
+	switch (c->state) {
+	case CS_HANDSHAKE:
+		moat_log_info("tls handshake timed out: remote=%s:%u", c->peer_ip, c->peer_port);
+		conn_close(c);
+		return;
+	case CS_HEAD:
+		if (moat_buf_len(&c->in) == 0) {
+			conn_close(c); /* keep-alive idle timeout */
+			return;
+		}
+		memset(&c->rq, 0, sizeof(c->rq));
+		memset(&c->rs, 0, sizeof(c->rs));
+		moat_worker_request_id(c->w, c->rq.id);
+		c->rq.t_start_ns = uv_hrtime();
+		moat_log_info("request head timed out after %llu ms (remote=%s:%u)",
+			      (unsigned long long)cfg->request_header_timeout, c->peer_ip,
+			      c->peer_port);
+		respond_error(c, 408, NULL, "request head not received in time");
+		break;
+	case CS_PROXY:
+		if (c->up != NULL && c->up->state != UP_READY &&
+		    now >= c->t_origin_act + cfg->origin_connect_timeout) {
+			origin_failed(c, 504, "origin_timeout", "connect to origin timed out");
+		} else if (!c->rq.body_done && (now >= c->t_last_in + cfg->request_body_timeout ||
+						body_below_min_rate(c, cfg, now))) {
+			moat_log_info("request body too slow (remote=%s:%u request_id=%s)",
+				      c->peer_ip, c->peer_port, c->rq.id);
+			respond_error(c, 408, NULL, "request body not received in time");
+		} else if (c->up != NULL && !c->rs.done &&
+			   now >= c->t_origin_act + cfg->origin_response_timeout) {
+			origin_failed(c, 504, "origin_timeout", "origin response timed out");
+		} else {
+			conn_close(c); /* the device stopped reading its response */
+			return;
+		}
+		break;
+	default:
+		conn_close(c);
+		return;
+	}
+	pump(c);
+}
+
+static void arm_timer(struct moat_http_conn *c)
+{
+	uint64_t d = next_deadline(c), now = now_ms(c);
+
+	if (d == UINT64_MAX) {
+		uv_timer_stop(&c->timer);
+		return;
+	}
+	uv_timer_start(&c->timer, timer_cb, d > now ? d - now : 0, 0);
+}
+
+static void pump(struct moat_http_conn *c)
+{
+	int progress;
+
+	do {
+		switch (c->state) {
+		case CS_HANDSHAKE:
+			progress = do_handshake(c);
+			break;
+		case CS_HEAD:
+			progress = do_head(c);
+			break;
+		case CS_PROXY:
+			progress = do_proxy(c);
+			break;
+		case CS_CLOSING:
+			progress = do_closing(c);
+			break;
+		default:
+			return;
+		}
+	} while (progress > 0 && c->state != CS_CLOSED);
+	if (c->state == CS_CLOSED)
+		return;
+	update_watch(c);
+	arm_timer(c);
+}
+
+/* ---- accept and worker hooks ------------------------------------------------------------ */
+
+void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
+		      const struct sockaddr_storage *addr)
+{
+	struct moat_http_conn *c = moat_calloc(1, sizeof(*c));
+	const struct moat_config *cfg = w->gen->cfg;
+	size_t in_cap = cfg->max_header_size > CLIENT_IN_MIN ? cfg->max_header_size : CLIENT_IN_MIN;
+
+	if (c == NULL)
+		goto fail;
+	c->w = w;
+	c->peer = *addr;
+	if (addr->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+
+		inet_ntop(AF_INET6, &a6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+		c->peer_port = ntohs(a6->sin6_port);
+	} else {
+		const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
+
+		inet_ntop(AF_INET, &a4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+		c->peer_port = ntohs(a4->sin_port);
+	}
+	snprintf(c->listener_name, sizeof(c->listener_name), "%s", l->cfg->name);
+	moat_buf_init(&c->in, in_cap);
+	moat_buf_init(&c->out, CLIENT_OUT_CAP);
+	if (moat_sock_init(&c->sock, &w->loop, fd, c) != MOAT_OK)
+		goto fail;
+	c->sock.ssl = SSL_new(l->ssl_ctx);
+	if (c->sock.ssl == NULL || SSL_set_fd(c->sock.ssl, fd) != 1) {
+		ERR_clear_error();
+		c->state = CS_HANDSHAKE;
+		moat_gen_ref(w->gen);
+		c->gen = w->gen;
+		uv_timer_init(&w->loop, &c->timer);
+		c->timer.data = c;
+		moat_list_insert_head(&w->conns, &c->link);
+		w->nconns++;
+		conn_close(c);
+		return;
+	}
+	SSL_set_accept_state(c->sock.ssl);
+	c->tls.listener = l;
+	moat_tls_conn_attach(c->sock.ssl, &c->tls);
+	moat_gen_ref(w->gen);
+	c->gen = w->gen;
+	uv_timer_init(&w->loop, &c->timer);
+	c->timer.data = c;
+	moat_list_insert_head(&w->conns, &c->link);
+	w->nconns++;
+	c->state = CS_HANDSHAKE;
+	c->t_accept = now_ms(c);
+	pump(c);
+	return;
+fail:
+	moat_free(c);
+	close(fd);
+	moat_limits_release(addr);
+}
+
+void moat_http_drain(struct moat_worker *w)
+{
+	struct moat_list *it, *next;
+
+	for (it = w->conns.next; it != &w->conns; it = next) {
+		struct moat_http_conn *c = moat_list_entry(it, struct moat_http_conn, link);
+
+		next = it->next;
+		c->draining = 1;
+		if (c->state == CS_HANDSHAKE || (c->state == CS_HEAD && moat_buf_len(&c->in) == 0))
+			conn_close(c);
+	}
+}
+
+void moat_http_close_all(struct moat_worker *w)
+{
+	while (!moat_list_empty(&w->conns))
+		conn_close(moat_list_entry(w->conns.next, struct moat_http_conn, link));
+}
+
+void moat_http_gen_changed(struct moat_worker *w)
+{
+	struct moat_list *it, *next;
+
+	/* Idle connections are checked now, busy ones at their next request: a revoked device
+	 * keeps no open connection past the reload. */
+	for (it = w->conns.next; it != &w->conns; it = next) {
+		struct moat_http_conn *c = moat_list_entry(it, struct moat_http_conn, link);
+
+		next = it->next;
+		if (c->state == CS_HEAD && moat_buf_len(&c->in) == 0)
+			(void)refresh_generation(c);
+	}
+}

@@ -1,0 +1,341 @@
+/*
+ * moatd: the edge daemon. The main thread is the control thread: it reads the configuration,
+ * builds and publishes generations, handles signals, and starts and stops the workers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/gen.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "tls/tls.h"
+
+#define MOAT_VERSION "0.1.0"
+#define TICKET_SECRET_LEN 32
+
+struct control {
+	const char *conf_path;
+	uv_loop_t *loop;
+	uv_signal_t sighup, sigterm, sigint, sigusr1;
+	uv_async_t worker_exit;
+	uv_timer_t drain_timer;
+	struct moat_worker *workers;
+	unsigned nworkers;
+	atomic_uint exited;
+	int draining;
+	unsigned char ticket_secret[TICKET_SECRET_LEN];
+	unsigned config_errors;
+};
+
+static struct control ctl;
+
+static void report_stderr(void *arg, const char *file, unsigned line, const char *msg)
+{
+	unsigned *n = arg;
+
+	(*n)++;
+	if (line > 0)
+		fprintf(stderr, "%s:%u: %s\n", file, line, msg);
+	else
+		fprintf(stderr, "%s: %s\n", file, msg);
+}
+
+static void report_log(void *arg, const char *file, unsigned line, const char *msg)
+{
+	unsigned *n = arg;
+
+	(*n)++;
+	moat_log_error("%s:%u: %s", file, line, msg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: moatd [-t] -c FILE\n"
+		   "  -c FILE  configuration file (INI; see docs/configuration.md)\n"
+		   "  -t       check the configuration and every file it names, then exit\n"
+		   "  -v       print the version\n"
+		   "  -h       this help\n");
+}
+
+/* Session ticket keys must survive restarts (devices keep their tickets) and be the same for
+ * every worker: one secret, kept 0600 in the data directory. */
+static int load_ticket_secret(const char *data_dir, unsigned char *secret)
+{
+	char path[4096];
+	int fd;
+	ssize_t n;
+
+	if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
+		moat_log_error("data_dir %s: %s", data_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/tls-ticket.key", data_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, secret, TICKET_SECRET_LEN);
+		close(fd);
+		if (n == TICKET_SECRET_LEN)
+			return 0;
+		moat_log_warn("%s is damaged; creating a new ticket secret", path);
+		unlink(path);
+	}
+	if (RAND_bytes(secret, TICKET_SECRET_LEN) != 1)
+		return -1;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		moat_log_error("cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = write(fd, secret, TICKET_SECRET_LEN);
+	close(fd);
+	return n == TICKET_SECRET_LEN ? 0 : -1;
+}
+
+static int write_pid_file(const char *path)
+{
+	char buf[32];
+	int n, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return -1;
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+static void reload(void)
+{
+	struct moat_config *cfg = NULL;
+	struct moat_gen *g = NULL, *cur;
+	unsigned errors = 0;
+	const char *err = NULL;
+
+	moat_log_info("reloading configuration from %s", ctl.conf_path);
+	if (moat_config_load(ctl.conf_path, report_log, &errors, &cfg) != MOAT_OK ||
+	    moat_gen_build(cfg, ctl.ticket_secret, report_log, &errors, &g) != MOAT_OK) {
+		cur = moat_gen_acquire_current();
+		moat_log_error("reload refused: %u error%s in %s; still serving generation %llu",
+			       errors, errors == 1 ? "" : "s", ctl.conf_path,
+			       cur ? (unsigned long long)cur->id : 0ull);
+		moat_gen_release(cur);
+		return;
+	}
+	if (g->cfg->workers != ctl.nworkers)
+		moat_log_warn("workers = %u takes effect at the next restart (running %u)",
+			      g->cfg->workers, ctl.nworkers);
+	if (moat_log_reopen(g->cfg->error_log, g->cfg->access_log, g->cfg->log_level, &err) !=
+	    MOAT_OK)
+		moat_log_error("reload: %s", err);
+	moat_gen_publish(g);
+	for (unsigned i = 0; i < ctl.nworkers; i++)
+		moat_worker_notify_reload(&ctl.workers[i]);
+	moat_log_info("configuration reloaded: generation %llu", (unsigned long long)g->id);
+}
+
+static void drain_deadline_cb(uv_timer_t *t)
+{
+	moat_log_warn("drain deadline reached: closing the remaining connections");
+	for (unsigned i = 0; i < ctl.nworkers; i++)
+		moat_worker_notify_stop(&ctl.workers[i], 1);
+}
+
+static void start_drain(void)
+{
+	struct moat_gen *g = moat_gen_acquire_current();
+	uint64_t timeout = g ? g->cfg->drain_timeout : 30000;
+
+	moat_gen_release(g);
+	if (ctl.draining) {
+		drain_deadline_cb(NULL);
+		return;
+	}
+	ctl.draining = 1;
+	moat_log_info("draining: no new connections; in-flight requests have %llu ms",
+		      (unsigned long long)timeout);
+	for (unsigned i = 0; i < ctl.nworkers; i++)
+		moat_worker_notify_stop(&ctl.workers[i], 0);
+	uv_timer_start(&ctl.drain_timer, drain_deadline_cb, timeout, 0);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+	const char *err = NULL;
+
+	switch (signum) {
+	case SIGHUP:
+		if (!ctl.draining)
+			reload();
+		break;
+	case SIGUSR1: {
+		struct moat_gen *g = moat_gen_acquire_current();
+
+		if (g != NULL && moat_log_reopen(g->cfg->error_log, g->cfg->access_log,
+						 g->cfg->log_level, &err) != MOAT_OK)
+			moat_log_error("reopening logs: %s", err);
+		else
+			moat_log_info("log files reopened");
+		moat_gen_release(g);
+		break;
+	}
+	default:
+		start_drain();
+		break;
+	}
+}
+
+static int worker_exited(struct moat_worker *w)
+{
+	atomic_fetch_add(&ctl.exited, 1);
+	uv_async_send(&ctl.worker_exit);
+	return 0;
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void worker_exit_cb(uv_async_t *h)
+{
+	if (atomic_load(&ctl.exited) < ctl.nworkers)
+		return;
+	uv_walk(ctl.loop, close_handle, NULL);
+}
+
+static void log_started(const struct moat_gen *g)
+{
+	char buf[1024];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < g->nlisteners && n < sizeof(buf) - 1; i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s=%s", i ? ", " : "",
+				      g->listeners[i].cfg->name, g->listeners[i].cfg->bind);
+	moat_log_info("moatd %s started: %u worker%s, listening on %s (pid %ld)", MOAT_VERSION,
+		      ctl.nworkers, ctl.nworkers == 1 ? "" : "s", buf, (long)getpid());
+}
+
+int main(int argc, char **argv)
+{
+	struct moat_config *cfg = NULL;
+	struct moat_gen *g = NULL;
+	const char *err = NULL;
+	int opt, test_only = 0;
+	unsigned errors = 0;
+
+	while ((opt = getopt(argc, argv, "c:thv")) != -1) {
+		switch (opt) {
+		case 'c':
+			ctl.conf_path = optarg;
+			break;
+		case 't':
+			test_only = 1;
+			break;
+		case 'v':
+			printf("moatd %s (%s, libuv %s)\n", MOAT_VERSION,
+			       OpenSSL_version(OPENSSL_VERSION), uv_version_string());
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (ctl.conf_path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	moat_alloc_init();
+	signal(SIGPIPE, SIG_IGN);
+	if (OPENSSL_init_ssl(0, NULL) != 1 || moat_tls_init() != MOAT_OK) {
+		fprintf(stderr, "moatd: cannot initialise OpenSSL\n");
+		return 1;
+	}
+	if (test_only && RAND_bytes(ctl.ticket_secret, TICKET_SECRET_LEN) != 1)
+		return 1;
+	if (moat_config_load(ctl.conf_path, report_stderr, &errors, &cfg) != MOAT_OK) {
+		fprintf(stderr, "moatd: configuration %s has %u error%s\n", ctl.conf_path, errors,
+			errors == 1 ? "" : "s");
+		return 1;
+	}
+	if (!test_only) {
+		if (moat_log_open(cfg->error_log, cfg->access_log, cfg->log_level, &err) !=
+		    MOAT_OK) {
+			fprintf(stderr, "moatd: %s\n", err);
+			moat_config_free(cfg);
+			return 1;
+		}
+		if (load_ticket_secret(cfg->data_dir, ctl.ticket_secret) < 0) {
+			moat_config_free(cfg);
+			return 1;
+		}
+	}
+	if (moat_gen_build(cfg, ctl.ticket_secret, report_stderr, &errors, &g) != MOAT_OK) {
+		fprintf(stderr, "moatd: configuration %s has %u error%s\n", ctl.conf_path, errors,
+			errors == 1 ? "" : "s");
+		return 1;
+	}
+	if (test_only) {
+		printf("moatd: configuration %s is ok\n", ctl.conf_path);
+		moat_gen_release(g);
+		return 0;
+	}
+	if (g->cfg->pid_file != NULL && write_pid_file(g->cfg->pid_file) < 0)
+		moat_log_warn("cannot write pid_file %s: %s", g->cfg->pid_file, strerror(errno));
+
+	ctl.loop = uv_default_loop();
+	ctl.nworkers = g->cfg->workers;
+	ctl.workers = moat_calloc(ctl.nworkers, sizeof(*ctl.workers));
+	if (ctl.workers == NULL)
+		return 1;
+	uv_async_init(ctl.loop, &ctl.worker_exit, worker_exit_cb);
+	uv_timer_init(ctl.loop, &ctl.drain_timer);
+	uv_signal_init(ctl.loop, &ctl.sighup);
+	uv_signal_init(ctl.loop, &ctl.sigterm);
+	uv_signal_init(ctl.loop, &ctl.sigint);
+	uv_signal_init(ctl.loop, &ctl.sigusr1);
+	uv_signal_start(&ctl.sighup, signal_cb, SIGHUP);
+	uv_signal_start(&ctl.sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&ctl.sigint, signal_cb, SIGINT);
+	uv_signal_start(&ctl.sigusr1, signal_cb, SIGUSR1);
+
+	moat_gen_publish(g); /* the published reference is the control thread's */
+	for (unsigned i = 0; i < ctl.nworkers; i++) {
+		ctl.workers[i].on_exit = worker_exited;
+		if (moat_worker_start(&ctl.workers[i], i, g) != MOAT_OK) {
+			moat_log_error("cannot start worker %u; exiting", i);
+			_exit(1);
+		}
+	}
+	log_started(g);
+	uv_run(ctl.loop, UV_RUN_DEFAULT);
+	for (unsigned i = 0; i < ctl.nworkers; i++)
+		moat_worker_join(&ctl.workers[i]);
+	moat_log_info("moatd stopped");
+	if (g->cfg->pid_file != NULL)
+		unlink(g->cfg->pid_file);
+	moat_gen_unpublish();
+	moat_free(ctl.workers);
+	uv_loop_close(ctl.loop);
+	return 0;
+}

@@ -1,0 +1,1 @@
+"""Helpers for the moatd end-to-end suite: test PKI, origins, the daemon, and clients."""
