@@ -65,10 +65,10 @@ static void report_log(void *arg, const char *file, unsigned line, const char *m
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: moatd [-t] -c FILE\n"
-		   "  -c FILE  configuration file (INI; see docs/configuration.md)\n"
-		   "  -t       check the configuration and every file it names, then exit\n"
-		   "  -v       print the version\n"
-		   "  -h       this help\n");
+	           "  -c FILE  configuration file (INI; see docs/configuration.md)\n"
+	           "  -t       check the configuration and every file it names, then exit\n"
+	           "  -v       print the version\n"
+	           "  -h       this help\n");
 }
 
 /* Session ticket keys must survive restarts (devices keep their tickets) and be the same for
@@ -132,14 +132,14 @@ static void reload(void)
 	    moat_gen_build(cfg, ctl.ticket_secret, report_log, &errors, &g) != MOAT_OK) {
 		cur = moat_gen_acquire_current();
 		moat_log_error("reload refused: %u error%s in %s; still serving generation %llu",
-			       errors, errors == 1 ? "" : "s", ctl.conf_path,
-			       cur ? (unsigned long long)cur->id : 0ull);
+		               errors, errors == 1 ? "" : "s", ctl.conf_path,
+		               cur ? (unsigned long long)cur->id : 0ull);
 		moat_gen_release(cur);
 		return;
 	}
 	if (g->cfg->workers != ctl.nworkers)
 		moat_log_warn("workers = %u takes effect at the next restart (running %u)",
-			      g->cfg->workers, ctl.nworkers);
+		              g->cfg->workers, ctl.nworkers);
 	if (moat_log_reopen(g->cfg->error_log, g->cfg->access_log, g->cfg->log_level, &err) !=
 	    MOAT_OK)
 		moat_log_error("reload: %s", err);
@@ -168,7 +168,7 @@ static void start_drain(void)
 	}
 	ctl.draining = 1;
 	moat_log_info("draining: no new connections; in-flight requests have %llu ms",
-		      (unsigned long long)timeout);
+	              (unsigned long long)timeout);
 	for (unsigned i = 0; i < ctl.nworkers; i++)
 		moat_worker_notify_stop(&ctl.workers[i], 0);
 	uv_timer_start(&ctl.drain_timer, drain_deadline_cb, timeout, 0);
@@ -187,7 +187,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 		struct moat_gen *g = moat_gen_acquire_current();
 
 		if (g != NULL && moat_log_reopen(g->cfg->error_log, g->cfg->access_log,
-						 g->cfg->log_level, &err) != MOAT_OK)
+		                                 g->cfg->log_level, &err) != MOAT_OK)
 			moat_log_error("reopening logs: %s", err);
 		else
 			moat_log_info("log files reopened");
@@ -228,9 +228,9 @@ static void log_started(const struct moat_gen *g)
 	buf[0] = '\0';
 	for (size_t i = 0; i < g->nlisteners && n < sizeof(buf) - 1; i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s=%s", i ? ", " : "",
-				      g->listeners[i].cfg->name, g->listeners[i].cfg->bind);
+		                      g->listeners[i].cfg->name, g->listeners[i].cfg->bind);
 	moat_log_info("moatd %s started: %u worker%s, listening on %s (pid %ld)", MOAT_VERSION,
-		      ctl.nworkers, ctl.nworkers == 1 ? "" : "s", buf, (long)getpid());
+	              ctl.nworkers, ctl.nworkers == 1 ? "" : "s", buf, (long)getpid());
 }
 
 int main(int argc, char **argv)
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (moat_config_load(ctl.conf_path, report_stderr, &errors, &cfg) != MOAT_OK) {
 		fprintf(stderr, "moatd: configuration %s has %u error%s\n", ctl.conf_path, errors,
-			errors == 1 ? "" : "s");
+		        errors == 1 ? "" : "s");
 		return 1;
 	}
 	if (!test_only) {
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
 	}
 	if (moat_gen_build(cfg, ctl.ticket_secret, report_stderr, &errors, &g) != MOAT_OK) {
 		fprintf(stderr, "moatd: configuration %s has %u error%s\n", ctl.conf_path, errors,
-			errors == 1 ? "" : "s");
+		        errors == 1 ? "" : "s");
 		return 1;
 	}
 	if (test_only) {

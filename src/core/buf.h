@@ -12,9 +12,9 @@
 #include "core/common.h"
 
 struct moat_buf {
-	char *data;   /* NULL until needed */
+	char *data; /* NULL until needed */
 	size_t start; /* first unconsumed byte */
-	size_t end;   /* one past the last byte */
+	size_t end; /* one past the last byte */
 	size_t cap;
 };
 

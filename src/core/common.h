@@ -9,12 +9,12 @@
 
 /* Result codes: 0 is success, failures are negative. */
 #define MOAT_OK 0
-#define MOAT_EAGAIN (-1)   /* not an error: more input or buffer space needed */
-#define MOAT_EINVAL (-2)   /* malformed input; a reason is given through `err` */
-#define MOAT_ENOMEM (-3)   /* allocation failed or a memory cap was reached */
-#define MOAT_ETOOBIG (-4)  /* a configured limit was exceeded */
-#define MOAT_EIO (-5)      /* system or TLS I/O error */
-#define MOAT_ECLOSED (-6)  /* the peer closed the connection */
+#define MOAT_EAGAIN (-1) /* not an error: more input or buffer space needed */
+#define MOAT_EINVAL (-2) /* malformed input; a reason is given through `err` */
+#define MOAT_ENOMEM (-3) /* allocation failed or a memory cap was reached */
+#define MOAT_ETOOBIG (-4) /* a configured limit was exceeded */
+#define MOAT_EIO (-5) /* system or TLS I/O error */
+#define MOAT_ECLOSED (-6) /* the peer closed the connection */
 #define MOAT_ETIMEDOUT (-7)
 #define MOAT_ENOTFOUND (-8)
 

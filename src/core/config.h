@@ -28,13 +28,13 @@ enum moat_device_id_source { MOAT_DEVID_CN = 0, MOAT_DEVID_SAN_URI, MOAT_DEVID_S
 enum moat_origin_scheme { MOAT_ORIGIN_HTTP = 0, MOAT_ORIGIN_HTTPS };
 
 struct moat_config_listener {
-	char *name;                   /* from "[listener NAME]" */
-	char *bind;                   /* as written, e.g. "0.0.0.0:8443" or "[::1]:8443" */
+	char *name; /* from "[listener NAME]" */
+	char *bind; /* as written, e.g. "0.0.0.0:8443" or "[::1]:8443" */
 	struct sockaddr_storage addr; /* parsed bind address */
 	socklen_t addrlen;
 	enum moat_listener_protocol protocol;
 	char *default_tenant; /* NULL: a device without SNI (or unknown SNI) is refused */
-	unsigned line;        /* line of the section header */
+	unsigned line; /* line of the section header */
 };
 
 struct moat_config_tenant {
@@ -61,21 +61,21 @@ struct moat_config {
 	unsigned workers; /* resolved: "auto" becomes the number of online CPUs */
 	char *data_dir;
 	char *access_log; /* NULL: no access log */
-	char *error_log;  /* NULL: standard error */
+	char *error_log; /* NULL: standard error */
 	enum moat_log_level log_level;
 	char *pid_file; /* NULL: none */
 
 	/* timeouts, milliseconds */
 	uint64_t handshake_timeout;
-	uint64_t idle_timeout;           /* keep-alive wait for the next request */
+	uint64_t idle_timeout; /* keep-alive wait for the next request */
 	uint64_t request_header_timeout; /* whole head must arrive within this */
-	uint64_t request_body_timeout;   /* longest silence while a body is being received */
+	uint64_t request_body_timeout; /* longest silence while a body is being received */
 	uint64_t origin_connect_timeout;
 	uint64_t origin_response_timeout; /* wait for the response head, and between body reads */
-	uint64_t drain_timeout;          /* SIGTERM: in-flight requests get this long */
+	uint64_t drain_timeout; /* SIGTERM: in-flight requests get this long */
 
 	/* limits */
-	unsigned max_connections;        /* per process, all listeners */
+	unsigned max_connections; /* per process, all listeners */
 	unsigned max_connections_per_ip; /* per source address, per process; 0 = no limit */
 	size_t max_request_line;
 	size_t max_header_size; /* whole request head */
@@ -90,8 +90,7 @@ struct moat_config {
 };
 
 /* Receives one error: file, line (0 if not tied to a line) and message. */
-typedef void (*moat_config_report_fn)(void *arg, const char *file, unsigned line,
-				      const char *msg);
+typedef void (*moat_config_report_fn)(void *arg, const char *file, unsigned line, const char *msg);
 
 /*
  * Reads and validates `path`. On success returns MOAT_OK and *out (free with
@@ -99,13 +98,13 @@ typedef void (*moat_config_report_fn)(void *arg, const char *file, unsigned line
  * MOAT_EINVAL (or MOAT_EIO if the file cannot be read, MOAT_ENOMEM), with *out NULL.
  */
 int moat_config_load(const char *path, moat_config_report_fn report, void *arg,
-		     struct moat_config **out) MOAT_WUR;
+                     struct moat_config **out) MOAT_WUR;
 
 void moat_config_free(struct moat_config *cfg);
 
 /* Finds a tenant by name, NULL if none. */
 const struct moat_config_tenant *moat_config_tenant_find(const struct moat_config *cfg,
-							 const char *name);
+                                                         const char *name);
 
 /*
  * Parses a duration: a non-negative integer with an optional unit "ms", "s", "m", "h"

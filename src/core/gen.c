@@ -15,7 +15,7 @@ static struct moat_gen *current;
 static uint64_t next_id = 1;
 
 static void derive(const unsigned char *secret, const char *label, const char *name,
-		   unsigned char *out, size_t outlen)
+                   unsigned char *out, size_t outlen)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -28,7 +28,7 @@ static void derive(const unsigned char *secret, const char *label, const char *n
 }
 
 static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_report_fn report,
-			  void *arg)
+                          void *arg)
 {
 	const struct moat_config_tenant *c = t->cfg;
 	struct addrinfo hints, *res = NULL;
@@ -43,14 +43,14 @@ static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_r
 	rc = getaddrinfo(c->origin_host, port, &hints, &res);
 	if (rc != 0 || res == NULL) {
 		snprintf(msg, sizeof(msg), "origin: cannot resolve %s: %s", c->origin_host,
-			 gai_strerror(rc));
+		         gai_strerror(rc));
 		report(arg, file, c->origin_line, msg);
 		return MOAT_EINVAL;
 	}
 	memcpy(&t->origin_addr, res->ai_addr, res->ai_addrlen);
 	t->origin_addrlen = res->ai_addrlen;
 	if (getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
-			NI_NUMERICHOST) != 0)
+	                NI_NUMERICHOST) != 0)
 		host[0] = '\0';
 	snprintf(t->origin_key, sizeof(t->origin_key), "%s|%s", c->origin, host);
 	freeaddrinfo(res);
@@ -79,7 +79,7 @@ static void gen_free(struct moat_gen *g)
 }
 
 int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
-		   moat_config_report_fn report, void *arg, struct moat_gen **out)
+                   moat_config_report_fn report, void *arg, struct moat_gen **out)
 {
 	struct moat_gen *g = moat_calloc(1, sizeof(*g));
 	int failed = 0;
@@ -125,7 +125,8 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 		if (l->cfg->default_tenant != NULL)
 			l->default_tenant = moat_gen_tenant_by_name(g, l->cfg->default_tenant);
 		if (moat_tls_listener_ctx(l) != MOAT_OK) {
-			report(arg, cfg->path, l->cfg->line, "cannot create the listener's TLS context");
+			report(arg, cfg->path, l->cfg->line,
+			       "cannot create the listener's TLS context");
 			failed = 1;
 		}
 	}

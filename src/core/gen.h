@@ -25,8 +25,8 @@ struct moat_gen;
 struct moat_tenant {
 	const struct moat_config_tenant *cfg; /* owned by the generation's config */
 	unsigned index;
-	SSL_CTX *ssl_ctx;  /* server certificate, device CAs, verification policy */
-	X509_CRL **crls;   /* revocation lists, consulted on every resumption and request */
+	SSL_CTX *ssl_ctx; /* server certificate, device CAs, verification policy */
+	X509_CRL **crls; /* revocation lists, consulted on every resumption and request */
 	size_t ncrls;
 	struct sockaddr_storage origin_addr;
 	socklen_t origin_addrlen;
@@ -64,7 +64,7 @@ struct moat_gen {
  * per-tenant session ticket keys. Returns MOAT_OK with *out holding one reference.
  */
 int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
-		   moat_config_report_fn report, void *arg, struct moat_gen **out) MOAT_WUR;
+                   moat_config_report_fn report, void *arg, struct moat_gen **out) MOAT_WUR;
 
 void moat_gen_ref(struct moat_gen *g);
 void moat_gen_release(struct moat_gen *g);

@@ -45,7 +45,7 @@ static unsigned hash_key(const unsigned char key[16])
 }
 
 int moat_limits_acquire(const struct sockaddr_storage *addr, unsigned max_total,
-			unsigned max_per_ip)
+                        unsigned max_per_ip)
 {
 	unsigned char key[16];
 	unsigned b;

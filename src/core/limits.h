@@ -12,7 +12,7 @@
 /* Takes a slot for a new connection from addr. MOAT_ETOOBIG (and nothing taken) when
  * max_total or max_per_ip (0 = none) would be exceeded. */
 int moat_limits_acquire(const struct sockaddr_storage *addr, unsigned max_total,
-			unsigned max_per_ip) MOAT_WUR;
+                        unsigned max_per_ip) MOAT_WUR;
 
 /* Returns the slot taken by moat_limits_acquire. */
 void moat_limits_release(const struct sockaddr_storage *addr);

@@ -45,7 +45,7 @@ static int swap_fd(atomic_int *slot, const char *path)
 }
 
 int moat_log_open(const char *error_log, const char *access_log, enum moat_log_level level,
-		  const char **err)
+                  const char **err)
 {
 	atomic_store(&min_level, (int)level);
 	if (swap_fd(&error_fd, error_log) < 0) {
@@ -60,7 +60,7 @@ int moat_log_open(const char *error_log, const char *access_log, enum moat_log_l
 }
 
 int moat_log_reopen(const char *error_log, const char *access_log, enum moat_log_level level,
-		    const char **err)
+                    const char **err)
 {
 	if (access_log == NULL && atomic_load(&access_fd) > 2) {
 		/* Access logging switched off by a reload: point the descriptor at /dev/null

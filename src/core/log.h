@@ -17,14 +17,14 @@
 /* Opens the files named by the config (error_log NULL: stderr; access_log NULL: none).
  * Returns MOAT_OK or MOAT_EIO with *err set to a static message. */
 int moat_log_open(const char *error_log, const char *access_log, enum moat_log_level level,
-		  const char **err) MOAT_WUR;
+                  const char **err) MOAT_WUR;
 
 /* Reopens the current files (SIGUSR1) or switches to new paths (reload). */
 int moat_log_reopen(const char *error_log, const char *access_log, enum moat_log_level level,
-		    const char **err) MOAT_WUR;
+                    const char **err) MOAT_WUR;
 
 void moat_log(enum moat_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 #define moat_log_debug(...) moat_log(MOAT_LOG_DEBUG, __VA_ARGS__)
 #define moat_log_info(...) moat_log(MOAT_LOG_INFO, __VA_ARGS__)
@@ -53,7 +53,7 @@ struct moat_line {
 
 void moat_line_raw(struct moat_line *l, const char *s, size_t n);
 void moat_line_printf(struct moat_line *l, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 /* Appends s[0..n) as a JSON string, with quotes, escaping what JSON requires. */
 void moat_line_json_str(struct moat_line *l, const char *s, size_t n);
 

@@ -141,7 +141,8 @@ void moat_sock_close(struct moat_sock *s, uv_close_cb cb)
 {
 	if (s->ssl != NULL) {
 		/* Only a clean stream gets close_notify; after an error OpenSSL refuses anyway. */
-		if (!(SSL_get_shutdown(s->ssl) & SSL_SENT_SHUTDOWN) && SSL_is_init_finished(s->ssl)) {
+		if (!(SSL_get_shutdown(s->ssl) & SSL_SENT_SHUTDOWN) &&
+		    SSL_is_init_finished(s->ssl)) {
 			ERR_clear_error();
 			if (SSL_shutdown(s->ssl) < 0)
 				ERR_clear_error();

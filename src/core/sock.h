@@ -15,12 +15,12 @@
 
 struct moat_sock {
 	int fd;
-	SSL *ssl;       /* NULL for plain TCP */
+	SSL *ssl; /* NULL for plain TCP */
 	uv_poll_t poll; /* poll.data is the owner */
-	int watching;   /* events currently registered */
-	int rd_wait;    /* UV_READABLE or UV_WRITABLE: what the last blocked read needs */
-	int wr_wait;    /* the same for the last blocked write */
-	int hs_wait;    /* the same for the handshake */
+	int watching; /* events currently registered */
+	int rd_wait; /* UV_READABLE or UV_WRITABLE: what the last blocked read needs */
+	int wr_wait; /* the same for the last blocked write */
+	int hs_wait; /* the same for the handshake */
 	unsigned long ssl_err; /* the OpenSSL error queue's first error of the last failure */
 	int sys_errno;
 };

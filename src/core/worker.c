@@ -34,13 +34,12 @@ static int open_listen_fd(const struct moat_config_listener *c)
 	    listen(fd, LISTEN_BACKLOG) < 0)
 		goto fail;
 	return fd;
-fail:
-	{
-		int e = errno;
+fail : {
+	int e = errno;
 
-		close(fd);
-		errno = e;
-	}
+	close(fd);
+	errno = e;
+}
 	return -1;
 }
 
@@ -73,7 +72,7 @@ static int listen_open(struct moat_worker *w, struct moat_listener *l)
 	ls->fd = open_listen_fd(l->cfg);
 	if (ls->fd < 0) {
 		moat_log_error("listener %s: cannot listen on %s: %s", l->cfg->name, l->cfg->bind,
-			       strerror(errno));
+		               strerror(errno));
 		moat_free(ls);
 		return MOAT_EIO;
 	}
@@ -129,7 +128,7 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 		struct sockaddr_storage addr;
 		socklen_t alen = sizeof(addr);
 		int fd = accept4(ls->fd, (struct sockaddr *)&addr, &alen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		const struct moat_config *cfg = w->gen->cfg;
 
 		if (fd < 0) {
@@ -138,7 +137,7 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 				/* Out of descriptors: stop accepting for a moment instead of
 				 * spinning on a socket that stays readable. The tick restarts it. */
 				moat_log_error("accept on %s: %s; pausing accepts", ls->bind,
-					       strerror(errno));
+				               strerror(errno));
 				uv_poll_stop(&ls->poll);
 			}
 			return;
@@ -150,10 +149,11 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 			w->stats.refused_limits++;
 			if (now - w->last_limit_log >= 1000) {
 				w->last_limit_log = now;
-				moat_log_warn("connection limit reached on %s (max_connections=%u, "
-					      "max_connections_per_ip=%u): refusing new connections",
-					      ls->bind, cfg->max_connections,
-					      cfg->max_connections_per_ip);
+				moat_log_warn(
+				        "connection limit reached on %s (max_connections=%u, "
+				        "max_connections_per_ip=%u): refusing new connections",
+				        ls->bind, cfg->max_connections,
+				        cfg->max_connections_per_ip);
 			}
 			close(fd);
 			continue;
@@ -200,7 +200,7 @@ static void wake_cb(uv_async_t *h)
 			w->gen = g;
 			if (sync_listens(w) != MOAT_OK)
 				moat_log_error("worker %u: some listeners could not be opened",
-					       w->index);
+				               w->index);
 			moat_http_gen_changed(w);
 		} else {
 			moat_gen_release(g);

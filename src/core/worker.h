@@ -43,7 +43,7 @@ struct moat_worker {
 	uv_timer_t tick; /* once a second: pooled origin connections expire */
 	struct moat_gen *gen;
 	struct moat_list listens;
-	struct moat_list conns;         /* client connections */
+	struct moat_list conns; /* client connections */
 	struct moat_list idle_upstreams; /* origin connection pool */
 	unsigned nconns, nidle;
 	atomic_int reload_pending, drain_pending, stop_pending;

@@ -18,40 +18,43 @@
 #define MOAT_HTTP_MAX_HEADERS 128
 
 /* Header flags computed by the parsers, used by the proxy to rewrite the head. */
-#define MOAT_HDR_HOP 0x01            /* hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE,
+#define MOAT_HDR_HOP                                                                               \
+	0x01 /* hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE,
                                         Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
                                         Proxy-Authorization, and every name listed in Connection */
-#define MOAT_HDR_SPOOF 0x02          /* identity a client must not set: Moat-*, Forwarded,
+#define MOAT_HDR_SPOOF                                                                             \
+	0x02 /* identity a client must not set: Moat-*, Forwarded,
                                         X-Forwarded-*, X-Real-IP, X-Client-Cert* */
 #define MOAT_HDR_CONTENT_LENGTH 0x04
 #define MOAT_HDR_HOST 0x08
 
 struct moat_http_header {
-	struct moat_slice name;  /* as received, validated as an RFC 9110 token */
+	struct moat_slice name; /* as received, validated as an RFC 9110 token */
 	struct moat_slice value; /* leading and trailing whitespace removed */
-	unsigned flags;          /* MOAT_HDR_* */
+	unsigned flags; /* MOAT_HDR_* */
 };
 
 enum moat_http_framing {
-	MOAT_BODY_NONE = 0,    /* no body follows the head */
-	MOAT_BODY_LENGTH,      /* content_length bytes follow */
-	MOAT_BODY_CHUNKED,     /* chunked transfer coding */
+	MOAT_BODY_NONE = 0, /* no body follows the head */
+	MOAT_BODY_LENGTH, /* content_length bytes follow */
+	MOAT_BODY_CHUNKED, /* chunked transfer coding */
 	MOAT_BODY_UNTIL_CLOSE, /* responses only: the body ends when the origin closes */
 };
 
 struct moat_http_limits {
 	size_t max_request_line; /* request line incl. CRLF; longer -> 414 */
-	size_t max_head;         /* whole head incl. request line and final CRLF; longer -> 431 */
-	unsigned max_headers;    /* number of header lines; more -> 431 (<= MOAT_HTTP_MAX_HEADERS) */
+	size_t max_head; /* whole head incl. request line and final CRLF; longer -> 431 */
+	unsigned max_headers; /* number of header lines; more -> 431 (<= MOAT_HTTP_MAX_HEADERS) */
 };
 
 struct moat_http_request {
 	struct moat_slice method;
 	struct moat_slice target; /* origin-form, absolute-form, authority-form or "*" */
-	struct moat_slice path;   /* target up to '?' (origin-form; for absolute-form the path part) */
-	struct moat_slice query;  /* after '?', without it; empty if none */
-	struct moat_slice host;   /* value of the Host header */
-	int minor;                /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+	struct moat_slice
+	        path; /* target up to '?' (origin-form; for absolute-form the path part) */
+	struct moat_slice query; /* after '?', without it; empty if none */
+	struct moat_slice host; /* value of the Host header */
+	int minor; /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
 	struct moat_http_header headers[MOAT_HTTP_MAX_HEADERS];
 	unsigned nheaders;
 	size_t head_len; /* bytes of the head including the empty line */
@@ -59,9 +62,9 @@ struct moat_http_request {
 	uint64_t content_length; /* when framing == MOAT_BODY_LENGTH */
 	unsigned keep_alive : 1; /* per version default and Connection tokens */
 	unsigned expect_continue : 1;
-	unsigned is_head : 1;    /* method is HEAD */
+	unsigned is_head : 1; /* method is HEAD */
 	unsigned is_connect : 1; /* method is CONNECT */
-	int error_status;        /* on failure: the status to answer with */
+	int error_status; /* on failure: the status to answer with */
 };
 
 struct moat_http_response {
@@ -86,7 +89,7 @@ struct moat_http_response {
  * exactly "chunked", Transfer-Encoding in HTTP/1.0, missing or repeated Host in HTTP/1.1.
  */
 int moat_http_parse_request(const char *buf, size_t len, const struct moat_http_limits *lim,
-			    struct moat_http_request *req, const char **err) MOAT_WUR;
+                            struct moat_http_request *req, const char **err) MOAT_WUR;
 
 /*
  * Parses a response head from an origin. `request_is_head` makes the body empty whatever the
@@ -94,15 +97,15 @@ int moat_http_parse_request(const char *buf, size_t len, const struct moat_http_
  * with Transfer-Encoding) returns MOAT_EINVAL: the proxy answers 502 and passes nothing on.
  */
 int moat_http_parse_response(const char *buf, size_t len, const struct moat_http_limits *lim,
-			     int request_is_head, struct moat_http_response *res,
-			     const char **err) MOAT_WUR;
+                             int request_is_head, struct moat_http_response *res,
+                             const char **err) MOAT_WUR;
 
 /* Decoder state for a chunked body; zero it (or call _init) before the first call. */
 struct moat_http_chunked {
 	int state;
 	uint64_t remaining; /* data bytes left in the current chunk */
-	size_t line_len;    /* bytes of the current size line or trailer section seen so far */
-	size_t max_line;    /* cap for a chunk-size line with extensions */
+	size_t line_len; /* bytes of the current size line or trailer section seen so far */
+	size_t max_line; /* cap for a chunk-size line with extensions */
 	size_t max_trailer; /* cap for the trailer section */
 };
 
@@ -117,11 +120,11 @@ void moat_http_chunked_init(struct moat_http_chunked *c, size_t max_line, size_t
  * MOAT_EINVAL with *err on a malformed size, extension, missing CRLF or oversized line.
  */
 int moat_http_chunked_decode(struct moat_http_chunked *c, const char *in, size_t len,
-			     size_t *consumed, struct moat_slice *data, const char **err) MOAT_WUR;
+                             size_t *consumed, struct moat_slice *data, const char **err) MOAT_WUR;
 
 /* Finds the first header named `name` (case-insensitive); NULL if none. */
-const struct moat_http_header *moat_http_header_find(const struct moat_http_header *h,
-						     unsigned n, const char *name);
+const struct moat_http_header *moat_http_header_find(const struct moat_http_header *h, unsigned n,
+                                                     const char *name);
 
 /* The standard reason phrase of a status code ("Bad Request"), or "Unknown". */
 const char *moat_http_reason(int status);

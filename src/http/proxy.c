@@ -61,7 +61,7 @@ struct moat_http_conn {
 	uv_timer_t timer;
 	int open_handles;
 	enum conn_state state;
-	struct moat_gen *gen;       /* reference; refreshed per request */
+	struct moat_gen *gen; /* reference; refreshed per request */
 	struct moat_tenant *tenant; /* in gen */
 	struct moat_tls_conn tls;
 	struct moat_identity id;
@@ -138,8 +138,8 @@ static void access_log(struct moat_http_conn *c)
 	uint64_t end = uv_hrtime();
 	double dur = c->rq.t_start_ns ? (double)(end - c->rq.t_start_ns) / 1e6 : 0;
 	double origin = c->rq.t_origin_ns && c->rq.t_origin_head_ns
-				? (double)(c->rq.t_origin_head_ns - c->rq.t_origin_ns) / 1e6
-				: 0;
+	                        ? (double)(c->rq.t_origin_head_ns - c->rq.t_origin_ns) / 1e6
+	                        : 0;
 
 	c->w->stats.requests++;
 	if (!moat_log_access_enabled())
@@ -157,11 +157,11 @@ static void access_log(struct moat_http_conn *c)
 	moat_line_raw(&l, ",\"path\":", 8);
 	moat_line_json_str(&l, c->rq.path, strlen(c->rq.path));
 	moat_line_printf(&l,
-			 ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
-			 "\"origin_ms\":%.3f,\"tls\":\"%s\",\"resumed\":%s}",
-			 c->rs.status, (unsigned long long)c->rq.bytes_in,
-			 (unsigned long long)c->rs.bytes_out, dur, origin, tls_version(c),
-			 c->resumed ? "true" : "false");
+	                 ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
+	                 "\"origin_ms\":%.3f,\"tls\":\"%s\",\"resumed\":%s}",
+	                 c->rs.status, (unsigned long long)c->rq.bytes_in,
+	                 (unsigned long long)c->rs.bytes_out, dur, origin, tls_version(c),
+	                 c->resumed ? "true" : "false");
 	if (l.truncated)
 		return;
 	buf[l.len++] = '\n';
@@ -201,7 +201,7 @@ static const char *error_code(int status)
  * stream (an unread body, a half-sent request) is not worth trusting.
  */
 static void respond_error(struct moat_http_conn *c, int status, const char *code,
-			  const char *detail)
+                          const char *detail)
 {
 	char body[768];
 	struct moat_line b = {body, 0, sizeof(body), 0};
@@ -227,9 +227,9 @@ static void respond_error(struct moat_http_conn *c, int status, const char *code
 	moat_line_printf(&b, ",\"request_id\":\"%s\"}\n", c->rq.id);
 	h = (struct moat_line){moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
 	moat_line_printf(&h,
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu"
-			 "\r\nConnection: close\r\n\r\n",
-			 status, moat_http_reason(status), b.len);
+	                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu"
+	                 "\r\nConnection: close\r\n\r\n",
+	                 status, moat_http_reason(status), b.len);
 	if (!c->rq.is_head)
 		moat_line_raw(&h, body, b.len);
 	if (h.truncated) {
@@ -242,11 +242,11 @@ static void respond_error(struct moat_http_conn *c, int status, const char *code
 }
 
 static void origin_failed(struct moat_http_conn *c, int status, const char *code,
-			  const char *detail)
+                          const char *detail)
 {
 	moat_log_warn("origin %s for tenant %s failed: %s (request_id=%s device=%s)",
-		      c->tenant->cfg->origin, c->tenant_name, detail, c->rq.id,
-		      c->id.device_id[0] ? c->id.device_id : "-");
+	              c->tenant->cfg->origin, c->tenant_name, detail, c->rq.id,
+	              c->id.device_id[0] ? c->id.device_id : "-");
 	respond_error(c, status, code, detail);
 }
 
@@ -262,7 +262,7 @@ static int build_identity_headers(struct moat_http_conn *c)
 		moat_line_printf(&l, "Moat-Device: %s\r\n", c->id.device_id);
 	if (c->id.has_cert)
 		moat_line_printf(&l, "Moat-Cert-Sha256: %s\r\nMoat-Cert-Serial: %s\r\n",
-				 c->id.fingerprint, c->id.serial);
+		                 c->id.fingerprint, c->id.serial);
 	if (c->id.status == MOAT_CERT_SUCCESS)
 		moat_line_printf(&l, "Moat-Cert-Verified: SUCCESS\r\n");
 	else if (c->id.status == MOAT_CERT_NONE)
@@ -297,15 +297,15 @@ static int refresh_generation(struct moat_http_conn *c)
 	t = moat_gen_tenant_by_name(cur, c->tenant_name);
 	if (t == NULL) {
 		moat_log_info("closing connection of %s: tenant %s was removed", c->peer_ip,
-			      c->tenant_name);
+		              c->tenant_name);
 		conn_close(c);
 		return -1;
 	}
 	cert = c->sock.ssl ? SSL_get0_peer_certificate(c->sock.ssl) : NULL;
 	if (cert != NULL && moat_tenant_cert_revoked(t, cert)) {
 		moat_log_warn("closing connection: device %s of tenant %s is revoked (serial %s)",
-			      c->id.device_id[0] ? c->id.device_id : "-", c->tenant_name,
-			      c->id.serial);
+		              c->id.device_id[0] ? c->id.device_id : "-", c->tenant_name,
+		              c->id.serial);
 		conn_close(c);
 		return -1;
 	}
@@ -329,12 +329,12 @@ static int do_handshake(struct moat_http_conn *c)
 	if (r != MOAT_OK) {
 		c->w->stats.handshakes_failed++;
 		reason = moat_tls_handshake_error(c->sock.ssl, &c->tls, c->sock.ssl_err, buf,
-						  sizeof(buf));
+		                                  sizeof(buf));
 		moat_log_warn("tls handshake refused: listener=%s remote=%s:%u sni=%s tenant=%s "
-			      "reason=\"%s\"",
-			      c->listener_name, c->peer_ip, c->peer_port,
-			      c->tls.sni[0] ? c->tls.sni : "-",
-			      c->tls.tenant ? c->tls.tenant->cfg->name : "-", reason);
+		              "reason=\"%s\"",
+		              c->listener_name, c->peer_ip, c->peer_port,
+		              c->tls.sni[0] ? c->tls.sni : "-",
+		              c->tls.tenant ? c->tls.tenant->cfg->name : "-", reason);
 		conn_close(c);
 		return 0;
 	}
@@ -344,10 +344,10 @@ static int do_handshake(struct moat_http_conn *c)
 	if (moat_tls_identity(c->sock.ssl, c->tenant, &c->id, &reason) != MOAT_OK) {
 		c->w->stats.handshakes_failed++;
 		moat_log_warn("tls handshake refused: listener=%s remote=%s:%u sni=%s tenant=%s "
-			      "reason=\"%s\"%s",
-			      c->listener_name, c->peer_ip, c->peer_port,
-			      c->tls.sni[0] ? c->tls.sni : "-", c->tenant_name,
-			      reason ? reason : "identity", c->resumed ? " (resumed session)" : "");
+		              "reason=\"%s\"%s",
+		              c->listener_name, c->peer_ip, c->peer_port,
+		              c->tls.sni[0] ? c->tls.sni : "-", c->tenant_name,
+		              reason ? reason : "identity", c->resumed ? " (resumed session)" : "");
 		conn_close(c);
 		return 0;
 	}
@@ -356,8 +356,8 @@ static int do_handshake(struct moat_http_conn *c)
 		return 0;
 	}
 	moat_log_debug("device connected: tenant=%s device=%s remote=%s:%u %s%s", c->tenant_name,
-		       c->id.device_id[0] ? c->id.device_id : "-", c->peer_ip, c->peer_port,
-		       tls_version(c), c->resumed ? " resumed" : "");
+	               c->id.device_id[0] ? c->id.device_id : "-", c->peer_ip, c->peer_port,
+	               tls_version(c), c->resumed ? " resumed" : "");
 	c->state = CS_HEAD;
 	c->t_last_in = now_ms(c);
 	return 1;
@@ -374,7 +374,7 @@ static void copy_slice(char *dst, size_t cap, struct moat_slice s)
 }
 
 static int write_request_head(struct moat_http_conn *c, const struct moat_http_request *req,
-			      struct moat_buf *out)
+                              struct moat_buf *out)
 {
 	struct moat_line l = {moat_buf_tail(out), 0, moat_buf_room(out), 0};
 	int has_host = 0;
@@ -408,10 +408,10 @@ static int write_request_head(struct moat_http_conn *c, const struct moat_http_r
 	}
 	if (!has_host)
 		moat_line_printf(&l, "Host: %s\r\n",
-				 c->tls.sni[0] ? c->tls.sni : c->tenant->cfg->origin_host);
+		                 c->tls.sni[0] ? c->tls.sni : c->tenant->cfg->origin_host);
 	if (req->framing == MOAT_BODY_LENGTH)
 		moat_line_printf(&l, "Content-Length: %llu\r\n",
-				 (unsigned long long)req->content_length);
+		                 (unsigned long long)req->content_length);
 	else if (req->framing == MOAT_BODY_CHUNKED)
 		moat_line_raw(&l, "Transfer-Encoding: chunked\r\n", 28);
 	moat_line_raw(&l, c->ident, c->ident_len);
@@ -442,7 +442,7 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 	rq->bytes_in = req->head_len;
 	rq->t_start_ns = uv_hrtime();
 	rq->body_done = req->framing == MOAT_BODY_NONE ||
-			(req->framing == MOAT_BODY_LENGTH && req->content_length == 0);
+	                (req->framing == MOAT_BODY_LENGTH && req->content_length == 0);
 	moat_http_chunked_init(&rq->chunked, CHUNK_MAX_LINE, c->gen->cfg->max_header_size);
 	c->state = CS_PROXY;
 	if (refresh_generation(c) < 0)
@@ -497,13 +497,13 @@ static int do_head(struct moat_http_conn *c)
 	struct moat_http_request *req = &c->w->req;
 	const struct moat_config *cfg = c->gen->cfg;
 	const struct moat_http_limits lim = {cfg->max_request_line, cfg->max_header_size,
-					     cfg->max_headers};
+	                                     cfg->max_headers};
 	const char *err = NULL;
 	int r;
 
 	if (moat_buf_len(&c->in) > 0) {
 		r = moat_http_parse_request(moat_buf_head(&c->in), moat_buf_len(&c->in), &lim, req,
-					    &err);
+		                            &err);
 		if (r == MOAT_OK) {
 			dispatch(c, req);
 			return 1;
@@ -515,10 +515,10 @@ static int do_head(struct moat_http_conn *c)
 			c->rq.t_start_ns = uv_hrtime();
 			c->rq.bytes_in = moat_buf_len(&c->in);
 			moat_log_info("request refused: %d %s (remote=%s:%u tenant=%s device=%s)",
-				      req->error_status, err ? err : "", c->peer_ip, c->peer_port,
-				      c->tenant_name, c->id.device_id[0] ? c->id.device_id : "-");
+			              req->error_status, err ? err : "", c->peer_ip, c->peer_port,
+			              c->tenant_name, c->id.device_id[0] ? c->id.device_id : "-");
 			respond_error(c, req->error_status ? req->error_status : 400, NULL,
-				      err ? err : "malformed request");
+			              err ? err : "malformed request");
 			return 1;
 		}
 	} else if (c->draining) {
@@ -550,10 +550,10 @@ static int move_request_body(struct moat_http_conn *c)
 			int r = read_client(c);
 
 			if (r == -2) {
-				moat_log_info("device %s closed the connection during a request body "
-					      "(request_id=%s)",
-					      c->id.device_id[0] ? c->id.device_id : c->peer_ip,
-					      rq->id);
+				moat_log_info(
+				        "device %s closed the connection during a request body "
+				        "(request_id=%s)",
+				        c->id.device_id[0] ? c->id.device_id : c->peer_ip, rq->id);
 				conn_close(c);
 				return -1;
 			}
@@ -588,13 +588,13 @@ static int move_request_body(struct moat_http_conn *c)
 			size_t consumed = 0, lim = room - CHUNK_FRAMING;
 			const char *err = NULL;
 			int r = moat_http_chunked_decode(&rq->chunked, moat_buf_head(&c->in),
-							 avail < lim ? avail : lim, &consumed,
-							 &data, &err);
+			                                 avail < lim ? avail : lim, &consumed,
+			                                 &data, &err);
 
 			if (r == MOAT_EINVAL) {
-				moat_log_info("request refused: 400 %s (remote=%s:%u request_id=%s)",
-					      err ? err : "bad chunk", c->peer_ip, c->peer_port,
-					      rq->id);
+				moat_log_info(
+				        "request refused: 400 %s (remote=%s:%u request_id=%s)",
+				        err ? err : "bad chunk", c->peer_ip, c->peer_port, rq->id);
 				respond_error(c, 400, NULL, err ? err : "malformed chunked body");
 				return -1;
 			}
@@ -655,7 +655,7 @@ static int write_response_head(struct moat_http_conn *c, const struct moat_http_
 static int response_head(struct moat_http_conn *c)
 {
 	static const struct moat_http_limits lim = {RESPONSE_MAX_HEAD, RESPONSE_MAX_HEAD,
-						    MOAT_HTTP_MAX_HEADERS};
+	                                            MOAT_HTTP_MAX_HEADERS};
 	struct moat_http_response res;
 	struct moat_buf *in = &c->up->in;
 	const char *err = NULL;
@@ -665,16 +665,16 @@ static int response_head(struct moat_http_conn *c)
 		if (!c->up_eof)
 			return 0;
 		origin_failed(c, 502, "bad_origin_response",
-			      "origin closed the connection without a response");
+		              "origin closed the connection without a response");
 		return -1;
 	}
-	r = moat_http_parse_response(moat_buf_head(in), moat_buf_len(in), &lim, c->rq.is_head,
-				     &res, &err);
+	r = moat_http_parse_response(moat_buf_head(in), moat_buf_len(in), &lim, c->rq.is_head, &res,
+	                             &err);
 	if (r == MOAT_EAGAIN) {
 		if (c->up_eof || moat_buf_room(in) == 0) {
 			origin_failed(c, 502, "bad_origin_response",
-				      c->up_eof ? "origin closed the connection mid-head"
-						: "response head too large");
+			              c->up_eof ? "origin closed the connection mid-head"
+			                        : "response head too large");
 			return -1;
 		}
 		return 0;
@@ -690,7 +690,7 @@ static int response_head(struct moat_http_conn *c)
 	if (res.status < 200) {
 		if (res.status == 101) {
 			origin_failed(c, 502, "bad_origin_response",
-				      "origin switched protocols without being asked");
+			              "origin switched protocols without being asked");
 			return -1;
 		}
 		/* Interim responses: 100 Continue goes to a device that asked for it. */
@@ -744,7 +744,7 @@ static int move_response_body(struct moat_http_conn *c)
 			return 1;
 		}
 		moat_log_warn("origin %s closed the connection mid-response (request_id=%s)",
-			      c->tenant->cfg->origin, c->rq.id);
+		              c->tenant->cfg->origin, c->rq.id);
 		respond_error(c, 502, "bad_origin_response", "truncated response");
 		return -1;
 	}
@@ -769,11 +769,11 @@ static int move_response_body(struct moat_http_conn *c)
 		size_t consumed = 0, lim = room - CHUNK_FRAMING;
 		const char *err = NULL;
 		int r = moat_http_chunked_decode(&rs->chunked, moat_buf_head(in),
-						 avail < lim ? avail : lim, &consumed, &data, &err);
+		                                 avail < lim ? avail : lim, &consumed, &data, &err);
 
 		if (r == MOAT_EINVAL) {
 			respond_error(c, 502, "bad_origin_response",
-				      err ? err : "malformed chunked response");
+			              err ? err : "malformed chunked response");
 			return -1;
 		}
 		if (data.len > 0) {
@@ -826,8 +826,9 @@ static int upstream_connect_step(struct moat_http_conn *c)
 		if (r != MOAT_OK) {
 			long vr = SSL_get_verify_result(u->sock.ssl);
 			const char *why = vr != X509_V_OK ? X509_verify_cert_error_string(vr)
-				: u->sock.ssl_err ? ERR_reason_error_string(u->sock.ssl_err)
-						  : "handshake failed";
+			                  : u->sock.ssl_err
+			                          ? ERR_reason_error_string(u->sock.ssl_err)
+			                          : "handshake failed";
 
 			snprintf(buf, sizeof(buf), "TLS to origin: %s", why ? why : "error");
 			origin_failed(c, 502, "origin_unreachable", buf);
@@ -866,7 +867,7 @@ static int do_proxy(struct moat_http_conn *c)
 		} else if (n != MOAT_EAGAIN) {
 			if (!c->rs.head_done) {
 				origin_failed(c, 502, "origin_unreachable",
-					      "origin closed the connection while receiving");
+				              "origin closed the connection while receiving");
 				return 1;
 			}
 			/* The origin answered and stopped reading: the rest of the body is
@@ -917,7 +918,7 @@ static int do_proxy(struct moat_http_conn *c)
 	}
 	if (c->rs.done && moat_buf_len(&c->out) == 0) {
 		int reusable = c->rq.body_done && c->rs.keep_alive && !c->up_eof && !c->up_failed &&
-			       c->rs.framing != MOAT_BODY_UNTIL_CLOSE;
+		               c->rs.framing != MOAT_BODY_UNTIL_CLOSE;
 
 		access_log(c);
 		if (c->up != NULL) {
@@ -1060,7 +1061,7 @@ static uint64_t min_rate_deadline(const struct moat_http_conn *c, const struct m
 }
 
 static int body_below_min_rate(const struct moat_http_conn *c, const struct moat_config *cfg,
-			       uint64_t now)
+                               uint64_t now)
 {
 	return cfg->request_body_min_rate > 0 && now >= min_rate_deadline(c, cfg);
 }
@@ -1090,8 +1091,8 @@ static void timer_cb(uv_timer_t *t)
 		moat_worker_request_id(c->w, c->rq.id);
 		c->rq.t_start_ns = uv_hrtime();
 		moat_log_info("request head timed out after %llu ms (remote=%s:%u)",
-			      (unsigned long long)cfg->request_header_timeout, c->peer_ip,
-			      c->peer_port);
+		              (unsigned long long)cfg->request_header_timeout, c->peer_ip,
+		              c->peer_port);
 		respond_error(c, 408, NULL, "request head not received in time");
 		break;
 	case CS_PROXY:
@@ -1099,12 +1100,12 @@ static void timer_cb(uv_timer_t *t)
 		    now >= c->t_origin_act + cfg->origin_connect_timeout) {
 			origin_failed(c, 504, "origin_timeout", "connect to origin timed out");
 		} else if (!c->rq.body_done && (now >= c->t_last_in + cfg->request_body_timeout ||
-						body_below_min_rate(c, cfg, now))) {
+		                                body_below_min_rate(c, cfg, now))) {
 			moat_log_info("request body too slow (remote=%s:%u request_id=%s)",
-				      c->peer_ip, c->peer_port, c->rq.id);
+			              c->peer_ip, c->peer_port, c->rq.id);
 			respond_error(c, 408, NULL, "request body not received in time");
 		} else if (c->up != NULL && !c->rs.done &&
-			   now >= c->t_origin_act + cfg->origin_response_timeout) {
+		           now >= c->t_origin_act + cfg->origin_response_timeout) {
 			origin_failed(c, 504, "origin_timeout", "origin response timed out");
 		} else {
 			conn_close(c); /* the device stopped reading its response */
@@ -1160,7 +1161,7 @@ static void pump(struct moat_http_conn *c)
 /* ---- accept and worker hooks ------------------------------------------------------------ */
 
 void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
-		      const struct sockaddr_storage *addr)
+                      const struct sockaddr_storage *addr)
 {
 	struct moat_http_conn *c = moat_calloc(1, sizeof(*c));
 	const struct moat_config *cfg = w->gen->cfg;

@@ -26,12 +26,12 @@ struct moat_upstream {
 	struct moat_worker *w;
 	struct moat_http_conn *owner; /* NULL while pooled */
 	enum moat_upstream_state state;
-	char key[300];                /* pool key: the tenant's origin_key */
+	char key[300]; /* pool key: the tenant's origin_key */
 	struct moat_buf in, out;
 	uint64_t idle_since;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	int reused;  /* taken from the pool: an early close may be a stale keep-alive */
+	int reused; /* taken from the pool: an early close may be a stale keep-alive */
 	int closing;
 	struct moat_list link; /* in the worker's pool */
 };
@@ -39,7 +39,7 @@ struct moat_upstream {
 /* Hands an accepted socket to the HTTP protocol. Takes ownership of fd and of the connection
  * slot taken in the limits. */
 void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
-		      const struct sockaddr_storage *addr);
+                      const struct sockaddr_storage *addr);
 
 /* Draining: idle connections close now, busy ones after their current response. */
 void moat_http_drain(struct moat_worker *w);
@@ -52,7 +52,7 @@ void moat_http_gen_changed(struct moat_worker *w);
 
 /* Origin connection pool. */
 struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat_tenant *t,
-					struct moat_http_conn *owner, const char **err);
+                                        struct moat_http_conn *owner, const char **err);
 /* Finishes a non-blocking connect: MOAT_OK (state moves to UP_TLS or UP_READY), MOAT_EAGAIN,
  * or MOAT_EIO with *err. */
 int moat_upstream_connect_done(struct moat_upstream *u, const char **err) MOAT_WUR;

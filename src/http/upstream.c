@@ -125,7 +125,7 @@ fail:
 }
 
 struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat_tenant *t,
-					struct moat_http_conn *owner, const char **err)
+                                        struct moat_http_conn *owner, const char **err)
 {
 	struct moat_upstream *u = pool_take(w, t->origin_key);
 	size_t out_cap;
@@ -210,7 +210,8 @@ void moat_upstream_release(struct moat_upstream *u, int reusable)
 	if (reusable && !w->draining && u->state == UP_READY && moat_buf_len(&u->in) == 0 &&
 	    moat_buf_len(&u->out) == 0) {
 		for (it = w->idle_upstreams.next; it != &w->idle_upstreams; it = it->next)
-			if (strcmp(moat_list_entry(it, struct moat_upstream, link)->key, u->key) == 0)
+			if (strcmp(moat_list_entry(it, struct moat_upstream, link)->key, u->key) ==
+			    0)
 				same++;
 		if (same < w->gen->cfg->origin_keepalive) {
 			u->owner = NULL;

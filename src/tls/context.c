@@ -41,14 +41,14 @@ static struct moat_tls_conn *conn_of(SSL *ssl)
 }
 
 static void report_ssl(moat_config_report_fn report, void *arg, const char *file, unsigned line,
-		       const char *what, const char *path)
+                       const char *what, const char *path)
 {
 	char msg[512];
 	unsigned long e = ERR_peek_last_error();
 	const char *why = e ? ERR_reason_error_string(e) : NULL;
 
 	snprintf(msg, sizeof(msg), "%s: cannot load %s: %s", what, path,
-		 why ? why : "invalid or empty file");
+	         why ? why : "invalid or empty file");
 	ERR_clear_error();
 	report(arg, file, line, msg);
 }
@@ -72,9 +72,9 @@ static int set_common_options(SSL_CTX *ctx)
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
 		return -1;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_NO_COMPRESSION);
+	                                 SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* Stateless tickets only: no server-side cache to share or lock between workers. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 1);
@@ -84,7 +84,7 @@ static int set_common_options(SSL_CTX *ctx)
 }
 
 static int load_cas(struct moat_tenant *t, SSL_CTX *ctx, const char *file,
-		    moat_config_report_fn report, void *arg)
+                    moat_config_report_fn report, void *arg)
 {
 	const struct moat_config_tenant *c = t->cfg;
 	X509_STORE *store = X509_STORE_new();
@@ -97,7 +97,7 @@ static int load_cas(struct moat_tenant *t, SSL_CTX *ctx, const char *file,
 		if (!X509_STORE_load_file(store, c->device_cas[i]) ||
 		    !SSL_add_file_cert_subjects_to_stack(names, c->device_cas[i])) {
 			report_ssl(report, arg, file, c->device_ca_line, "device_ca",
-				   c->device_cas[i]);
+			           c->device_cas[i]);
 			goto out;
 		}
 	}
@@ -142,7 +142,7 @@ out:
 }
 
 int moat_tls_tenant_ctx(struct moat_tenant *t, const char *file, moat_config_report_fn report,
-			void *arg)
+                        void *arg)
 {
 	const struct moat_config_tenant *c = t->cfg;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -169,10 +169,10 @@ int moat_tls_tenant_ctx(struct moat_tenant *t, const char *file, moat_config_rep
 	if (load_cas(t, ctx, file, report, arg) < 0)
 		goto fail;
 	SSL_CTX_set_verify(ctx,
-			   c->mtls == MOAT_MTLS_REQUIRE
-				   ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-				   : SSL_VERIFY_PEER,
-			   verify_cb);
+	                   c->mtls == MOAT_MTLS_REQUIRE
+	                           ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+	                           : SSL_VERIFY_PEER,
+	                   verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);
 	/* A distinct session id context per tenant: OpenSSL refuses to resume a session whose
 	 * context differs, a second line of defence behind the per-tenant ticket keys. */
@@ -187,7 +187,7 @@ fail:
 }
 
 int moat_tls_origin_ctx(struct moat_tenant *t, const char *file, moat_config_report_fn report,
-			void *arg)
+                        void *arg)
 {
 	const struct moat_config_tenant *c = t->cfg;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -267,7 +267,7 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 		tenant = l->default_tenant;
 	if (tenant == NULL) {
 		t->refusal = t->sni[0] ? "unknown server name and no default_tenant"
-				       : "no server name and no default_tenant";
+		                       : "no server name and no default_tenant";
 		*al = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
@@ -286,7 +286,7 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 /* Ticket keys: tickets are sealed under the tenant chosen from this handshake's SNI. Any
  * ticket not sealed under that tenant's key is unknown (return 0: full handshake). */
 static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
-			 EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+                         EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
 	struct moat_tls_conn *t = conn_of(ssl);
 	const struct moat_tenant *tenant = t ? t->tenant : NULL;
@@ -321,13 +321,13 @@ static int ticket_gen_cb(SSL *ssl, void *arg)
 	if (t == NULL || t->tenant == NULL || sess == NULL)
 		return 0;
 	return SSL_SESSION_set1_ticket_appdata(sess, t->tenant->cfg->name,
-					       strlen(t->tenant->cfg->name));
+	                                       strlen(t->tenant->cfg->name));
 }
 
 /* A ticket that decrypted is used only if it names this tenant and its device is not revoked
  * now: resumption must never skip a check the full handshake would make. */
 static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
-				       size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+                                       size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
 {
 	struct moat_tls_conn *t = conn_of(ssl);
 	void *data = NULL;
@@ -336,8 +336,8 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsign
 
 	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
 		return status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER
-			       ? SSL_TICKET_RETURN_ABORT
-			       : SSL_TICKET_RETURN_IGNORE_RENEW;
+		               ? SSL_TICKET_RETURN_ABORT
+		               : SSL_TICKET_RETURN_IGNORE_RENEW;
 	if (t == NULL || t->tenant == NULL)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	if (!SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || data == NULL ||
@@ -350,7 +350,7 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsign
 }
 
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		   const unsigned char *in, unsigned int inlen, void *arg)
+                   const unsigned char *in, unsigned int inlen, void *arg)
 {
 	static const unsigned char h1[] = "\x08http/1.1";
 	unsigned char *sel;
@@ -387,7 +387,7 @@ fail:
 }
 
 const char *moat_tls_handshake_error(SSL *ssl, struct moat_tls_conn *t, unsigned long err,
-				     char *buf, size_t cap)
+                                     char *buf, size_t cap)
 {
 	long vr;
 

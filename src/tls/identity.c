@@ -68,7 +68,7 @@ static int id_from_san(X509 *cert, int type, char *out, size_t cap)
 }
 
 int moat_tls_identity(SSL *ssl, const struct moat_tenant *t, struct moat_identity *id,
-		      const char **reason)
+                      const char **reason)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
 	unsigned char md[EVP_MAX_MD_SIZE];

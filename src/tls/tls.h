@@ -16,9 +16,9 @@ enum moat_cert_status { MOAT_CERT_NONE = 0, MOAT_CERT_SUCCESS, MOAT_CERT_FAILED 
 /* Per-connection TLS facts, reachable from the SSL object through ex_data. */
 struct moat_tls_conn {
 	struct moat_listener *listener;
-	struct moat_tenant *tenant;  /* chosen from SNI, or the listener's default */
-	char sni[256];               /* empty if none was sent */
-	const char *refusal;         /* why the handshake was refused, for the log */
+	struct moat_tenant *tenant; /* chosen from SNI, or the listener's default */
+	char sni[256]; /* empty if none was sent */
+	const char *refusal; /* why the handshake was refused, for the log */
 	char refusal_buf[160];
 };
 
@@ -26,9 +26,9 @@ struct moat_tls_conn {
 struct moat_identity {
 	enum moat_cert_status status;
 	const char *fail_reason; /* MOAT_CERT_FAILED: the verification error */
-	char device_id[257];     /* empty without a verified certificate */
-	char fingerprint[65];    /* lowercase hex SHA-256 of the DER */
-	char serial[130];        /* uppercase hex, two digits per byte */
+	char device_id[257]; /* empty without a verified certificate */
+	char fingerprint[65]; /* lowercase hex SHA-256 of the DER */
+	char serial[130]; /* uppercase hex, two digits per byte */
 	int has_cert;
 };
 
@@ -37,11 +37,11 @@ int moat_tls_init(void) MOAT_WUR;
 
 /* Builds the tenant's server context. Reports errors against the config lines. */
 int moat_tls_tenant_ctx(struct moat_tenant *t, const char *file, moat_config_report_fn report,
-			void *arg) MOAT_WUR;
+                        void *arg) MOAT_WUR;
 
 /* Builds the client context towards an https origin. */
 int moat_tls_origin_ctx(struct moat_tenant *t, const char *file, moat_config_report_fn report,
-			void *arg) MOAT_WUR;
+                        void *arg) MOAT_WUR;
 
 /* Builds a listener's accepting context. */
 int moat_tls_listener_ctx(struct moat_listener *l) MOAT_WUR;
@@ -56,10 +56,10 @@ void moat_tls_conn_attach(SSL *ssl, struct moat_tls_conn *t);
  * *reason when the connection must be closed.
  */
 int moat_tls_identity(SSL *ssl, const struct moat_tenant *t, struct moat_identity *id,
-		      const char **reason) MOAT_WUR;
+                      const char **reason) MOAT_WUR;
 
 /* A short reason for a failed handshake, for the one log line that says why. */
 const char *moat_tls_handshake_error(SSL *ssl, struct moat_tls_conn *t, unsigned long err,
-				     char *buf, size_t cap);
+                                     char *buf, size_t cap);
 
 #endif

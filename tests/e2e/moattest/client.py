@@ -3,7 +3,6 @@ that no well-behaved client would send."""
 
 import json
 import re
-import select
 import socket
 import ssl
 import subprocess
@@ -313,11 +312,30 @@ class HTTPConn:
             except (socket.timeout, TimeoutError):
                 return False
 
-    def readable_within(self, timeout):
-        if self.buf or self.sock.pending():
+    def wait_data(self, timeout):
+        """True if application data or the end of the connection arrives within `timeout`
+        (TLS records without application data, such as session tickets, do not count)."""
+        if self.buf or self.eof:
             return True
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        return bool(r)
+        try:
+            self._fill(timeout=timeout)
+        except ConnectionClosed:
+            return True
+        except (socket.timeout, TimeoutError):
+            return False
+        return True
+
+    def response_or_close(self, timeout):
+        """The next response, or None if moatd closes the connection without one."""
+        old, self.timeout = self.timeout, timeout
+        try:
+            return self.response()
+        except ConnectionClosed:
+            if self.buf:
+                raise ValueError(f"connection closed mid-response: {bytes(self.buf)!r}")
+            return None
+        finally:
+            self.timeout = old
 
 
 def try_request(moat, path="/", **kw):
