@@ -13,7 +13,7 @@
 #   RPS_CONNS [64]  keep-alive connections      HS_CONNS [32]    concurrent handshakes
 #   IDLE_CONNS [8000] idle connections          IDLE_SETTLE [3]  seconds before sampling RSS
 #   LAT_RATE [1000] requests/s, latency test    LAT_CONNS [16]   connections, latency test
-#   TLS [1.3]       1.2 | 1.3                   PORT_BASE [18400]
+#   TLS [1.3]       1.2 | 1.3                   PORT_BASE [24400]
 #   TESTS ["rps handshake idle latency"]        PROXIES ["moatd haproxy nginx"]
 #   ORIGIN_CPU [the load core]                  NO_PIN [0]       1: do not pin anything
 set -uo pipefail # no -e: one proxy failing must not end the run
@@ -34,7 +34,7 @@ IDLE_SETTLE=${IDLE_SETTLE:-3}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_CONNS=${LAT_CONNS:-16}
 TLS=${TLS:-1.3}
-PORT_BASE=${PORT_BASE:-18400}
+PORT_BASE=${PORT_BASE:-24400}
 TESTS=${TESTS:-rps handshake idle latency}
 PROXIES=${PROXIES:-moatd haproxy nginx}
 NO_PIN=${NO_PIN:-0}
@@ -51,6 +51,7 @@ declare -A PORT=([moatd]=$((PORT_BASE + 43)) [haproxy]=$((PORT_BASE + 44)) [ngin
 declare -A LABEL=([moatd]=moatd [haproxy]=HAProxy [nginx]=nginx [origin]=origin)
 declare -A PID=()  # running servers, by name
 declare -A NA=()   # proxy -> why it has no figures
+declare -A NEG=()  # proxy -> negotiated TLS parameters
 LG_PIDS=()
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -85,19 +86,21 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
-wait_listen() { # NAME PORT LOGFILE: waits up to 10 s; prints why not on failure
+REASON= # why the last start_proxy, sanity or wait_listen failed
+
+wait_listen() { # NAME PORT LOGFILE: waits up to 10 s for the port
 	local name=$1 port=$2 logf=$3 i
 	for i in $(seq 100); do
 		if ! kill -0 "${PID[$name]}" 2>/dev/null; then
 			wait "${PID[$name]}" 2>/dev/null
-			echo "exited at start: $(tail -n 3 "$logf" 2>/dev/null | tr '\n' ' ')"
+			REASON="exited at start: $(tail -n 3 "$logf" 2>/dev/null | tr '\n' ' ')"
 			unset "PID[$name]"
 			return 1
 		fi
 		listening "$port" && return 0
 		sleep 0.1
 	done
-	echo "not listening on 127.0.0.1:$port after 10 s"
+	REASON="not listening on 127.0.0.1:$port after 10 s"
 	stop_server "$name"
 	return 1
 }
@@ -364,20 +367,20 @@ start_origin() {
 	"${PIN_ORIGIN[@]}" nginx -p "$B/origin/" -e "$LOGS/origin-error.log" -c "$CONF/origin.conf" \
 		>"$LOGS/origin.out" 2>&1 &
 	PID[origin]=$!
-	wait_listen origin "$ORIGIN_PORT" "$LOGS/origin.out" >&2
+	wait_listen origin "$ORIGIN_PORT" "$LOGS/origin.out"
 }
 
-start_proxy() { # NAME: prints the reason on failure
+start_proxy() { # NAME: sets REASON on failure
 	local p=$1 logf=$LOGS/$1.out
 	if listening "${PORT[$p]}"; then
-		echo "port ${PORT[$p]} is already in use"
+		REASON="port ${PORT[$p]} is already in use"
 		return 1
 	fi
 	case $p in
 	moatd)
-		[ -x "$MOATD" ] || { echo "$MOATD not found (not built yet)"; return 1; }
+		[ -x "$MOATD" ] || { REASON="$MOATD not found (not built yet)"; return 1; }
 		if ! "$MOATD" -t -c "$CONF/moatd.conf" >"$LOGS/moatd-check.out" 2>&1; then
-			echo "configuration refused: $(head -n 2 "$LOGS/moatd-check.out" | tr '\n' ' ')"
+			REASON="configuration refused: $(head -n 2 "$LOGS/moatd-check.out" | tr '\n' ' ')"
 			return 1
 		fi
 		"${PIN_PROXY[@]}" "$MOATD" -c "$CONF/moatd.conf" >>"$logf" 2>&1 &
@@ -418,23 +421,22 @@ loadgen() { # NAME-FOR-LOG ARGS...: runs one loadgen on the load CPU, prints its
 
 # A proxy is only measured if a request with the device certificate (and the server
 # certificate verified) succeeds and one without a client certificate is refused.
-sanity() { # PROXY: prints the reason on failure
+sanity() { # PROXY: sets REASON on failure
 	local p=$1 line
 	# shellcheck disable=SC2046
 	line=$(loadgen "sanity-$p" -m rps -n 1 -d 1 -w 0 -C "$PKI/server-ca.crt" $(tls_args "$p"))
 	if [ "$(kv requests "$line")" = "" ] || [ "$(kv requests "$line")" -lt 1 ] ||
 		[ "$(kv non2xx "$line")" != 0 ] || [ "$(kv errors "$line")" != 0 ]; then
-		echo "no good response with the device certificate: $(grep -m1 'loadgen:' "$LOGS/sanity-$p.txt")"
+		REASON="no good response with the device certificate: $(grep -m1 'loadgen:' "$LOGS/sanity-$p.txt")"
 		return 1
 	fi
 	NEG[$p]="$(kv tls "$line") $(sed -n 's/.*(\(TLS[^ ]* [^ ]* [^ ,]*\),.*/\1/p' "$LOGS/sanity-$p.txt" | head -n 1)"
 	line=$(loadgen "nocert-$p" -m rps -n 1 -d 1 -w 0 -a "127.0.0.1:${PORT[$p]}" -s "$SNI" -V "$TLS")
 	if [ "$(kv requests "$line")" != 0 ]; then
-		echo "a client without a certificate was served: mTLS is not enforced"
+		REASON="a client without a certificate was served: mTLS is not enforced"
 		return 1
 	fi
 }
-declare -A NEG=()
 
 # ---- measurements ----
 # Each appends a line "TEST PROXY REPEAT key=value..." to $OUT/results.txt; ok=0 marks a run
@@ -484,9 +486,9 @@ measure_idle() { # PROXY REPEAT
 	local p=$1 r=$2 why="" pids base after nproc left n i f up=0 failed=0 dropped=0 ok=1 kib
 	local files=() lgp=()
 	stop_server "$p"
-	why=$(start_proxy "$p") || {
+	start_proxy "$p" || {
 		record "idle $p $r ok=0 why=restart_failed"
-		log "  idle ${LABEL[$p]} #$r: restart failed: $why"
+		log "  idle ${LABEL[$p]} #$r: restart failed: $REASON"
 		return
 	}
 	# shellcheck disable=SC2046
@@ -550,11 +552,11 @@ line=$(loadgen origin-check -m rps -n 1 -d 1 -w 0 $(tls_args origin))
 
 ACTIVE=()
 for p in $PROXIES; do
-	if why=$(start_proxy "$p") && why=$(sanity "$p"); then
+	if start_proxy "$p" && sanity "$p"; then
 		ACTIVE+=("$p")
 		log "${LABEL[$p]} on 127.0.0.1:${PORT[$p]}: ready (${NEG[$p]})"
 	else
-		NA[$p]=$why
+		NA[$p]=$REASON
 		stop_server "$p"
 		log "${LABEL[$p]}: n/a: $why"
 	fi
@@ -642,7 +644,7 @@ done
 	echo "moat bench - $(date -u +%Y-%m-%d), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr)"
 	echo "WORKERS=$WORKERS DURATION=${DURATION}s REPEAT=$REPEAT TLS $TLS; median of $REPEAT runs"
 	echo "pinning: $PINNING"
-	echo "haproxy $(haproxy -v | head -n 1 | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(openssl version | awk '{print $1, $2}')${NA[moatd]:+, }$( [ -z "${NA[moatd]:-}" ] && "$MOATD" -v 2>&1 | head -n 1)"
+	echo "haproxy $(haproxy -v | head -n 1 | awk '{print $3}'), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), $(openssl version | awk '{print $1, $2}')$([ -z "${NA[moatd]:-}" ] && echo ", $("$MOATD" -v 2>&1 | head -n 1)")"
 	echo
 	printf '%-44s %10s %10s %10s %14s %12s\n' "" moatd HAProxy nginx moatd/HAProxy moatd/nginx
 	row() { # LABEL KEY better

@@ -332,8 +332,10 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < ctl.nworkers; i++)
 		moat_worker_join(&ctl.workers[i]);
 	moat_log_info("moatd stopped");
-	if (g->cfg->pid_file != NULL)
+	g = moat_gen_acquire_current(); /* the first generation may be long gone after reloads */
+	if (g != NULL && g->cfg->pid_file != NULL)
 		unlink(g->cfg->pid_file);
+	moat_gen_release(g);
 	moat_gen_unpublish();
 	moat_free(ctl.workers);
 	uv_loop_close(ctl.loop);

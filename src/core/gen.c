@@ -52,7 +52,7 @@ static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_r
 	if (getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
 	                NI_NUMERICHOST) != 0)
 		host[0] = '\0';
-	snprintf(t->origin_key, sizeof(t->origin_key), "%s|%s", c->origin, host);
+	snprintf(t->origin_key, sizeof(t->origin_key), "%.200s|%.64s", c->origin, host);
 	freeaddrinfo(res);
 	return MOAT_OK;
 }

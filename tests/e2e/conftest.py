@@ -139,14 +139,14 @@ def moatd(moatd_bin, pki, nginx_server, tmp_path, request):
     started = []
 
     def factory(moat=None, listener=None, tenants=None, extra="", raw=None, start=True,
-                origin=None, bind_host="127.0.0.1"):
+                origin=None, bind_host="127.0.0.1", env=None):
         d = tmp_path / f"moatd{len(started)}"
         m = Moatd(moatd_bin, d, pki, origin or f"http://127.0.0.1:{nginx_server.port}",
                   bind_host=bind_host)
         m.configure(moat=moat, listener=listener, tenants=tenants, extra=extra, raw=raw)
         started.append(m)
         if start:
-            m.start()
+            m.start(env=env)
         return m
 
     yield factory

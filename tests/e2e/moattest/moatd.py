@@ -164,12 +164,14 @@ class Moatd:
         return run([self.binary, "-t", "-c", str(path or self.conf)], timeout=30, check=False,
                    cwd=str(cwd or self.dir))
 
-    def start(self, timeout=15, cwd=None):
+    def start(self, timeout=15, cwd=None, env=None):
         self.stdout = open(self.stdout_path, "ab")
         self.stderr = open(self.stderr_path, "ab")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
                                      cwd=str(cwd or self.dir), stdin=subprocess.DEVNULL,
-                                     stdout=self.stdout, stderr=self.stderr)
+                                     stdout=self.stdout, stderr=self.stderr, env=full_env)
         self.pid = self.proc.pid
 
         def up():
