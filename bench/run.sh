@@ -65,7 +65,7 @@ descendants() { # PID: the process and all its descendants
 }
 
 stop_server() { # NAME
-	local name=$1 pid=${PID[$1]:-} all i
+	local name=$1 pid=${PID[$1]:-} all i p
 	[ -n "$pid" ] || return 0
 	all=$(descendants "$pid")
 	kill -TERM "$pid" 2>/dev/null
@@ -430,7 +430,7 @@ sanity() { # PROXY: sets REASON on failure
 		REASON="no good response with the device certificate: $(grep -m1 'loadgen:' "$LOGS/sanity-$p.txt")"
 		return 1
 	fi
-	NEG[$p]="$(kv tls "$line") $(sed -n 's/.*(\(TLS[^ ]* [^ ]* [^ ,]*\),.*/\1/p' "$LOGS/sanity-$p.txt" | head -n 1)"
+	NEG[$p]="$(sed -n 's/.*(\(TLS[^ ]* [^ ]* [^ ,]*\),.*/\1/p' "$LOGS/sanity-$p.txt" | head -n 1)"
 	line=$(loadgen "nocert-$p" -m rps -n 1 -d 1 -w 0 -a "127.0.0.1:${PORT[$p]}" -s "$SNI" -V "$TLS")
 	if [ "$(kv requests "$line")" != 0 ]; then
 		REASON="a client without a certificate was served: mTLS is not enforced"

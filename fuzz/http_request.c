@@ -62,7 +62,7 @@ static void check_accepted(const char *buf, size_t len, const struct moat_http_l
 	size_t n = req.head_len;
 	unsigned i;
 
-	CHECK(n >= 18 && n <= len && n <= lim->max_head);
+	CHECK(n >= 16 && n <= len && n <= lim->max_head);
 	CHECK(memcmp(buf + n - 4, "\r\n\r\n", 4) == 0);
 	CHECK(req.nheaders <= lim->max_headers);
 	CHECK(req.minor == 0 || req.minor == 1);

@@ -866,7 +866,7 @@ static const char *host_problem(const char *h)
 		name = h + 2;
 	if (strchr(name, '*') != NULL)
 		return "has a misplaced '*': a wildcard is a whole first label, e.g. *.example.com";
-	if (len > 1 && h[len - 1] == '.')
+	if (name[0] != '\0' && h[len - 1] == '.')
 		return "ends with a dot: remove it";
 	if (strlen(name) > 253)
 		return "is longer than 253 characters";
@@ -1632,6 +1632,8 @@ static void check_hosts(struct loader *ld)
 	struct moat_config *cfg = ld->cfg;
 	size_t i, first = 0;
 
+	if (ld->nhosts < 2)
+		return; /* and qsort() must not be given a NULL array */
 	qsort(ld->hosts, ld->nhosts, sizeof(*ld->hosts), cmp_hostref);
 	for (i = 1; i < ld->nhosts; i++) {
 		const struct hostref *a, *b = &ld->hosts[i];

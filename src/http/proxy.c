@@ -422,6 +422,32 @@ static int write_request_head(struct moat_http_conn *c, const struct moat_http_r
 	return MOAT_OK;
 }
 
+/* Body bytes that came with the head are checked before the origin is contacted, so a
+ * malformed chunked body sent in one piece with its head never reaches the origin at all. */
+static int prevalidate_chunks(struct moat_http_conn *c, const char *p, size_t len)
+{
+	struct moat_http_chunked dec = c->rq.chunked;
+	const char *err = NULL;
+
+	while (len > 0) {
+		struct moat_slice data;
+		size_t used = 0;
+		int r = moat_http_chunked_decode(&dec, p, len, &used, &data, &err);
+
+		if (r == MOAT_EINVAL) {
+			moat_log_info("request refused: 400 %s (remote=%s:%u request_id=%s)",
+				      err ? err : "bad chunk", c->peer_ip, c->peer_port, c->rq.id);
+			respond_error(c, 400, NULL, err ? err : "malformed chunked body");
+			return -1;
+		}
+		if (r == 1 || r == MOAT_EAGAIN || used == 0)
+			break;
+		p += used;
+		len -= used;
+	}
+	return 0;
+}
+
 static void dispatch(struct moat_http_conn *c, const struct moat_http_request *req)
 {
 	const char *err = NULL;
@@ -447,6 +473,12 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 	c->state = CS_PROXY;
 	if (refresh_generation(c) < 0)
 		return;
+	if (req->framing == MOAT_BODY_CHUNKED &&
+	    prevalidate_chunks(c, moat_buf_head(&c->in) + req->head_len,
+			       moat_buf_len(&c->in) - req->head_len) < 0) {
+		moat_buf_consume(&c->in, req->head_len);
+		return;
+	}
 	if (req->is_connect) {
 		moat_buf_consume(&c->in, req->head_len);
 		respond_error(c, 405, NULL, "CONNECT is not supported");

@@ -1,2 +1,0 @@
-build/san/obj/src/core/slice.o: src/core/slice.c src/core/common.h
-src/core/common.h:
