@@ -166,7 +166,8 @@ static struct {
 	int ru_taken;
 
 	/* counters; responses, non2xx and the histogram cover the measured window only */
-	uint64_t responses, non2xx, errors, reconnects, peer_closed, ever_ok, bytes_in;
+	uint64_t responses, non2xx, errors, reconnects, peer_closed, ever_ok, bytes_in, resumed;
+	uint64_t total_ok; /* 2xx responses over the whole run, warm-up included */
 	unsigned logged;
 	char last_error[256];
 	struct hist h;
@@ -884,6 +885,8 @@ static void conn_response(struct conn *c)
 	int ok = c->r.status >= 200 && c->r.status < 300;
 
 	g.ever_ok++;
+	if (ok)
+		g.total_ok++;
 	switch (g.o.mode) {
 	case MODE_RPS:
 		if (measuring(t)) {
@@ -1059,6 +1062,8 @@ static void conn_handshake(struct conn *c)
 	if (rc == 1) {
 		if (!g.tls_version[0])
 			note_tls_params(c->ssl);
+		if (SSL_session_reused(c->ssl))
+			g.resumed++; /* never expected: no session is ever offered */
 		conn_established(c);
 		return;
 	}
@@ -1523,9 +1528,11 @@ static void report(void)
 		printf(" p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mean_us=%.1f",
 		       us(hist_pct(&g.h, 50)), us(hist_pct(&g.h, 90)), us(hist_pct(&g.h, 99)),
 		       us(hist_pct(&g.h, 99.9)), us(g.h.max), g.h.n ? us(g.h.sum / g.h.n) : 0);
-	printf(" non2xx=%llu errors=%llu reconnects=%llu cpu_pct=%.1f fatal=%d\n",
+	printf(" non2xx=%llu errors=%llu reconnects=%llu resumed=%llu total=%llu cpu_pct=%.1f "
+	       "cpu_s=%.3f fatal=%d\n",
 	       (unsigned long long)g.non2xx, (unsigned long long)g.errors,
-	       (unsigned long long)g.reconnects, cpu_pct, g.fatal);
+	       (unsigned long long)g.reconnects, (unsigned long long)g.resumed,
+	       (unsigned long long)g.total_ok, cpu_pct, cpu_seconds(&ru), g.fatal);
 	fflush(stdout);
 
 	if (o->quiet)

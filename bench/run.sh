@@ -52,7 +52,8 @@ declare -A LABEL=([moatd]=moatd [haproxy]=HAProxy [nginx]=nginx [origin]=origin)
 declare -A PID=()  # running servers, by name
 declare -A NA=()   # proxy -> why it has no figures
 declare -A NEG=()  # proxy -> negotiated TLS parameters
-LG_PIDS=()
+LG_PIDS=() # idle-test loadgens running in the background
+CUR_LG=    # the loadgen being waited for
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -78,7 +79,7 @@ stop_server() { # NAME
 cleanup() {
 	local p n
 	trap - EXIT INT TERM
-	for p in "${LG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${LG_PIDS[@]}" $CUR_LG; do kill -TERM "$p" 2>/dev/null; done
 	for n in "${!PID[@]}"; do stop_server "$n"; done
 }
 trap cleanup EXIT
@@ -147,6 +148,7 @@ MOAT_MAXCONN=$((FD_LIMIT - 500))
 IDLE_PER_PROC=$((FD_LIMIT - 100))
 
 NCPU=$(nproc)
+PROXY_CORES=$NCPU
 PIN_PROXY=() PIN_LOAD=() PIN_ORIGIN=()
 if [ "$NO_PIN" != 1 ] && [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null &&
 	taskset -c 0 true 2>/dev/null; then
@@ -158,9 +160,11 @@ if [ "$NO_PIN" != 1 ] && [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null &&
 	PIN_LOAD=(taskset -c "$LOAD_CPU")
 	PIN_ORIGIN=(taskset -c "$ORIGIN_CPU")
 	PINNING="proxy on CPU $PROXY_CPUS; loadgen on CPU $LOAD_CPU; origin on CPU $ORIGIN_CPU (taskset)"
+	PROXY_CORES=$((NCPU - 1))
 else
 	PINNING="not pinned (taskset unavailable, fewer than 2 CPUs, or NO_PIN=1)"
 fi
+[ "$WORKERS" -lt "$PROXY_CORES" ] && PROXY_CORES=$WORKERS
 
 # ---- PKI: ECDSA P-256, made with the openssl CLI ----
 
@@ -412,11 +416,19 @@ tls_args() { # PROXY
 	fi
 }
 
-loadgen() { # NAME-FOR-LOG ARGS...: runs one loadgen on the load CPU, prints its result line
-	local tag=$1
+LINE= # the result line of the last loadgen run
+
+# Runs one loadgen on the load CPU and sets LINE. It runs in the background and is waited for,
+# so that a signal to this script is handled at once (and the loadgen killed by cleanup).
+loadgen() { # NAME-FOR-LOG ARGS...
+	local tag=$1 pid
 	shift
-	"${PIN_LOAD[@]}" "$LG" "$@" >"$OUT/$tag.kv" 2>"$LOGS/$tag.txt"
-	grep '^mode=' "$OUT/$tag.kv" | tail -n 1
+	"${PIN_LOAD[@]}" "$LG" "$@" >"$OUT/$tag.kv" 2>"$LOGS/$tag.txt" &
+	pid=$!
+	CUR_LG=$pid
+	wait "$pid"
+	CUR_LG=
+	LINE=$(grep '^mode=' "$OUT/$tag.kv" | tail -n 1)
 }
 
 # A proxy is only measured if a request with the device certificate (and the server
@@ -424,14 +436,16 @@ loadgen() { # NAME-FOR-LOG ARGS...: runs one loadgen on the load CPU, prints its
 sanity() { # PROXY: sets REASON on failure
 	local p=$1 line
 	# shellcheck disable=SC2046
-	line=$(loadgen "sanity-$p" -m rps -n 1 -d 1 -w 0 -C "$PKI/server-ca.crt" $(tls_args "$p"))
+	loadgen "sanity-$p" -m rps -n 1 -d 1 -w 0 -C "$PKI/server-ca.crt" $(tls_args "$p")
+	line=$LINE
 	if [ "$(kv requests "$line")" = "" ] || [ "$(kv requests "$line")" -lt 1 ] ||
 		[ "$(kv non2xx "$line")" != 0 ] || [ "$(kv errors "$line")" != 0 ]; then
 		REASON="no good response with the device certificate: $(grep -m1 'loadgen:' "$LOGS/sanity-$p.txt")"
 		return 1
 	fi
 	NEG[$p]="$(sed -n 's/.*(\(TLS[^ ]* [^ ]* [^ ,]*\),.*/\1/p' "$LOGS/sanity-$p.txt" | head -n 1)"
-	line=$(loadgen "nocert-$p" -m rps -n 1 -d 1 -w 0 -a "127.0.0.1:${PORT[$p]}" -s "$SNI" -V "$TLS")
+	loadgen "nocert-$p" -m rps -n 1 -d 1 -w 0 -a "127.0.0.1:${PORT[$p]}" -s "$SNI" -V "$TLS"
+	line=$LINE
 	if [ "$(kv requests "$line")" != 0 ]; then
 		REASON="a client without a certificate was served: mTLS is not enforced"
 		return 1
@@ -444,40 +458,77 @@ sanity() { # PROXY: sets REASON on failure
 
 record() { echo "$*" >>"$OUT/results.txt"; }
 
+# CPU accounting around one loadgen run, in % of one core over the run's wall time: the
+# proxy, the origin, and everything else on the machine ("other": processes that are not
+# part of the benchmark, plus steal time; it shows how noisy the run was).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
+now_ns() { date +%s%N; }
+HZ=$(getconf CLK_TCK)
+
+cpu_begin() { # PROXY-or-origin
+	A_PROXY_PIDS=""
+	[ "$1" != origin ] && A_PROXY_PIDS=$(proxy_pids "$1")
+	A_ORIGIN_PIDS=$(descendants "${PID[origin]}")
+	A_T0=$(now_ns)
+	A_B0=$(busy_ticks)
+	# shellcheck disable=SC2086
+	A_P0=$(cpu_ticks $A_PROXY_PIDS)
+	# shellcheck disable=SC2086
+	A_O0=$(cpu_ticks $A_ORIGIN_PIDS)
+}
+
+cpu_end() { # LOADGEN-CPU-SECONDS: sets CPU_PROXY CPU_ORIGIN CPU_OTHER
+	local p1 o1 b1 t1
+	# shellcheck disable=SC2086
+	p1=$(cpu_ticks $A_PROXY_PIDS)
+	# shellcheck disable=SC2086
+	o1=$(cpu_ticks $A_ORIGIN_PIDS)
+	b1=$(busy_ticks)
+	t1=$(now_ns)
+	CPU_PROXY_S=$(awk -v p="$((p1 - A_P0))" -v hz="$HZ" 'BEGIN {printf "%.3f", p / hz}')
+	read -r CPU_PROXY CPU_ORIGIN CPU_OTHER < <(awk -v p="$((p1 - A_P0))" -v o="$((o1 - A_O0))" \
+		-v b="$((b1 - A_B0))" -v l="${1:-0}" -v hz="$HZ" -v t="$((t1 - A_T0))" 'BEGIN {
+		s = t / 1e9; other = (b - p - o) / hz - l; if (other < 0) other = 0
+		printf "%.0f %.0f %.0f\n", p / hz / s * 100, o / hz / s * 100, other / s * 100 }')
+}
+
 measure_rps_like() { # TEST PROXY REPEAT
-	local t=$1 p=$2 r=$3 line pids c0 c1 cpu ok=1 why="" key conns mode
+	local t=$1 p=$2 r=$3 line ok=1 why="" key conns mode us_op
 	if [ "$t" = rps ]; then key=rps conns=$RPS_CONNS mode=rps; else key=hps conns=$HS_CONNS mode=handshake; fi
-	pids=$(proxy_pids "$p")
-	# shellcheck disable=SC2086
-	c0=$(cpu_ticks $pids)
+	cpu_begin "$p"
 	# shellcheck disable=SC2046
-	line=$(loadgen "$t-$p-$r" -m "$mode" -n "$conns" -d "$DURATION" -w "$WARMUP" -q $(tls_args "$p"))
-	# shellcheck disable=SC2086
-	c1=$(cpu_ticks $pids)
-	cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v s="$DURATION" -v w="$WARMUP" \
-		'BEGIN {printf "%.0f", (b - a) / hz / (s + w) * 100}')
-	if [ -z "$line" ]; then ok=0 why="loadgen gave no result"; fi
-	if [ "$(kv errors "$line")" != 0 ] || [ "$(kv non2xx "$line")" != 0 ]; then
-		ok=0 why="errors=$(kv errors "$line"),non2xx=$(kv non2xx "$line")"
+	loadgen "$t-$p-$r" -m "$mode" -n "$conns" -d "$DURATION" -w "$WARMUP" -q $(tls_args "$p")
+	line=$LINE
+	cpu_end "$(kv cpu_s "$line")"
+	if [ -z "$line" ]; then
+		ok=0 why="loadgen_gave_no_result"
+	elif [ "$(kv errors "$line")" != 0 ] || [ "$(kv non2xx "$line")" != 0 ] ||
+		[ "$(kv resumed "$line")" != 0 ]; then
+		ok=0 why="errors=$(kv errors "$line"),non2xx=$(kv non2xx "$line"),resumed=$(kv resumed "$line")"
 	fi
-	alive "$p" || { ok=0 why="proxy exited"; }
-	record "$t $p $r value=$(kv "$key" "$line") proxy_cpu=$cpu loadgen_cpu=$(kv cpu_pct "$line") p50_us=$(kv p50_us "$line") p99_us=$(kv p99_us "$line") ok=$ok why=$why"
-	log "  $t ${LABEL[$p]} #$r: $(kv "$key" "$line")/s (proxy CPU ${cpu}%, loadgen CPU $(kv cpu_pct "$line")%)${why:+ [$why]}"
+	alive "$p" || { ok=0 why="proxy_exited"; }
+	us_op=$(awk -v c="$CPU_PROXY_S" -v n="$(kv total "$line")" 'BEGIN {if (n > 0) printf "%.1f", c / n * 1e6; else print "n/a"}')
+	record "$t $p $r value=$(kv "$key" "$line") us_per_op=$us_op proxy_cpu=$CPU_PROXY origin_cpu=$CPU_ORIGIN loadgen_cpu=$(kv cpu_pct "$line") other_cpu=$CPU_OTHER p50_us=$(kv p50_us "$line") p99_us=$(kv p99_us "$line") ok=$ok why=$why"
+	log "  $t ${LABEL[$p]} #$r: $(kv "$key" "$line")/s, $us_op us proxy CPU each (CPU: proxy ${CPU_PROXY}%, origin ${CPU_ORIGIN}%, loadgen $(kv cpu_pct "$line")%, other ${CPU_OTHER}%)${why:+ [$why]}"
 }
 
 measure_latency() { # PROXY-or-origin REPEAT
 	local p=$1 r=$2 line ok=1 why=""
+	cpu_begin "$p"
 	# shellcheck disable=SC2046
-	line=$(loadgen "latency-$p-$r" -m latency -n "$LAT_CONNS" -r "$LAT_RATE" -d "$DURATION" \
-		-w "$WARMUP" -q $(tls_args "$p"))
-	if [ -z "$line" ]; then ok=0 why="loadgen gave no result"; fi
-	if [ "$(kv errors "$line")" != 0 ] || [ "$(kv non2xx "$line")" != 0 ] ||
+	loadgen "latency-$p-$r" -m latency -n "$LAT_CONNS" -r "$LAT_RATE" -d "$DURATION" \
+		-w "$WARMUP" -q $(tls_args "$p")
+	line=$LINE
+	cpu_end "$(kv cpu_s "$line")"
+	if [ -z "$line" ]; then
+		ok=0 why="loadgen_gave_no_result"
+	elif [ "$(kv errors "$line")" != 0 ] || [ "$(kv non2xx "$line")" != 0 ] ||
 		[ "$(kv incomplete "$line")" != 0 ]; then
 		ok=0 why="errors=$(kv errors "$line"),non2xx=$(kv non2xx "$line"),incomplete=$(kv incomplete "$line")"
 	fi
-	if [ "$p" != origin ]; then alive "$p" || { ok=0 why="proxy exited"; }; fi
-	record "latency $p $r p50=$(kv p50_us "$line") p99=$(kv p99_us "$line") p999=$(kv p999_us "$line") max=$(kv max_us "$line") achieved=$(kv achieved_rps "$line") ok=$ok why=$why"
-	log "  latency ${LABEL[$p]} #$r: p50 $(kv p50_us "$line") us, p99 $(kv p99_us "$line") us, p99.9 $(kv p999_us "$line") us${why:+ [$why]}"
+	if [ "$p" != origin ]; then alive "$p" || { ok=0 why="proxy_exited"; }; fi
+	record "latency $p $r p50=$(kv p50_us "$line") p99=$(kv p99_us "$line") p999=$(kv p999_us "$line") max=$(kv max_us "$line") achieved=$(kv achieved_rps "$line") proxy_cpu=$CPU_PROXY other_cpu=$CPU_OTHER ok=$ok why=$why"
+	log "  latency ${LABEL[$p]} #$r: p50 $(kv p50_us "$line") us, p99 $(kv p99_us "$line") us, p99.9 $(kv p999_us "$line") us (other CPU ${CPU_OTHER}%)${why:+ [$why]}"
 }
 
 # Memory per idle connection: a freshly started proxy, one short warm-up, RSS, then
@@ -492,7 +543,7 @@ measure_idle() { # PROXY REPEAT
 		return
 	}
 	# shellcheck disable=SC2046
-	loadgen "idle-warm-$p-$r" -m rps -n 4 -d 1 -w 0 -q $(tls_args "$p") >/dev/null
+	loadgen "idle-warm-$p-$r" -m rps -n 4 -d 1 -w 0 -q $(tls_args "$p")
 	sleep 1
 	pids=$(proxy_pids "$p")
 	# shellcheck disable=SC2086
@@ -521,7 +572,8 @@ measure_idle() { # PROXY REPEAT
 	after=$(rss_kb $pids)
 	for i in "${lgp[@]}"; do kill -USR1 "$i" 2>/dev/null; done
 	for i in "${lgp[@]}"; do wait "$i" 2>/dev/null; done
-	LG_PIDS=()
+	LG_PIDS=() # idle-test loadgens running in the background
+CUR_LG=    # the loadgen being waited for
 	for f in "${files[@]}"; do
 		up=$((up + $(kv up "$(grep '^mode=' "$f")" || echo 0)))
 		failed=$((failed + $(kv failed "$(grep '^mode=' "$f")" || echo 0)))
@@ -541,13 +593,17 @@ measure_idle() { # PROXY REPEAT
 log "moat bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $NCPU CPUs, $(uname -sr)"
 log "DURATION=$DURATION REPEAT=$REPEAT WORKERS=$WORKERS TLS=$TLS RPS_CONNS=$RPS_CONNS HS_CONNS=$HS_CONNS IDLE_CONNS=$IDLE_CONNS LAT_RATE=$LAT_RATE LAT_CONNS=$LAT_CONNS"
 log "pinning: $PINNING; open files per process: $FD_LIMIT"
+log "load average before starting: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$IDLE_CONNS" -gt $((HA_MAXCONN - 100)) ] &&
+	log "warning: IDLE_CONNS=$IDLE_CONNS is more than HAProxy's maxconn ($HA_MAXCONN) allows with $FD_LIMIT open files"
 
 if ! start_origin; then
 	echo "run.sh: the origin (nginx) did not start; see $LOGS/origin-error.log" >&2
 	exit 1
 fi
 # shellcheck disable=SC2046
-line=$(loadgen origin-check -m rps -n 1 -d 1 -w 0 $(tls_args origin))
+loadgen origin-check -m rps -n 1 -d 1 -w 0 $(tls_args origin)
+line=$LINE
 [ "$(kv requests "$line")" -ge 1 ] 2>/dev/null || { echo "run.sh: the origin does not answer" >&2; exit 1; }
 
 ACTIVE=()
@@ -558,7 +614,7 @@ for p in $PROXIES; do
 	else
 		NA[$p]=$REASON
 		stop_server "$p"
-		log "${LABEL[$p]}: n/a: $why"
+		log "${LABEL[$p]}: n/a: $REASON"
 	fi
 done
 
@@ -627,15 +683,13 @@ for p in moatd haproxy nginx; do
 	V[rps,$p]=$(round "$(fig rps "$p" value)")
 	V[handshake,$p]=$(round "$(fig handshake "$p" value)")
 	V[idle,$p]=$(round "$(fig idle "$p" value)" 2)
+	V[rpsus,$p]=$(round "$(fig rps "$p" us_per_op)" 1)
+	V[hsus,$p]=$(round "$(fig handshake "$p" us_per_op)")
 	V[p50,$p]=$(fig latency "$p" p50)
 	V[p99,$p]=$(fig latency "$p" p99)
 	V[add50,$p]=$(minus "${V[p50,$p]}" "$(fig latency origin p50)")
 	V[add99,$p]=$(minus "${V[p99,$p]}" "$(fig latency origin p99)")
-	V[rpscpu,$p]=$(round "$(fig rps "$p" proxy_cpu)")
-	V[hscpu,$p]=$(round "$(fig handshake "$p" proxy_cpu)")
-	V[rpslg,$p]=$(round "$(fig rps "$p" loadgen_cpu)")
-	V[hslg,$p]=$(round "$(fig handshake "$p" loadgen_cpu)")
-	for k in rps handshake idle p50 p99 add50 add99; do
+	for k in rps handshake idle p50 p99 add50 add99 rpsus hsus; do
 		[ -n "${NA[$p]:-}" ] && V[$k,$p]=n/a
 	done
 done
@@ -653,6 +707,8 @@ done
 	}
 	[[ " $TESTS " == *" rps "* ]] && row "keep-alive requests/s ($RPS_CONNS conns) [higher]" rps
 	[[ " $TESTS " == *" handshake "* ]] && row "full mTLS handshakes/s ($HS_CONNS conc.) [higher]" handshake
+	[[ " $TESTS " == *" rps "* ]] && row "  proxy CPU per request, us [lower]" rpsus
+	[[ " $TESTS " == *" handshake "* ]] && row "  proxy CPU per handshake+request, us [lower]" hsus
 	[[ " $TESTS " == *" idle "* ]] && row "KiB RSS per idle mTLS conn (at $IDLE_CONNS) [lower]" idle
 	if [[ " $TESTS " == *" latency "* ]]; then
 		row "p50 latency added, us ($LAT_RATE req/s) [lower]" add50
@@ -665,9 +721,36 @@ done
 		done
 	fi
 	echo
-	echo "proxy CPU (median, % of one core): rps moatd ${V[rpscpu,moatd]} / HAProxy ${V[rpscpu,haproxy]} / nginx ${V[rpscpu,nginx]};" \
-		"handshake ${V[hscpu,moatd]} / ${V[hscpu,haproxy]} / ${V[hscpu,nginx]}"
-	echo "loadgen CPU (median): rps ${V[rpslg,moatd]} / ${V[rpslg,haproxy]} / ${V[rpslg,nginx]}; handshake ${V[hslg,moatd]} / ${V[hslg,haproxy]} / ${V[hslg,nginx]}"
+	for t in rps handshake latency; do
+		[[ " $TESTS " == *" $t "* ]] || continue
+		line=""
+		for p in moatd haproxy nginx; do
+			[ -n "${NA[$p]:-}" ] && continue
+			if [ "$t" = latency ]; then
+				line+="  ${LABEL[$p]} $(round "$(fig "$t" "$p" other_cpu)")"
+			else
+				line+="  ${LABEL[$p]} $(round "$(fig "$t" "$p" proxy_cpu)")/$(round "$(fig "$t" "$p" origin_cpu)")/$(round "$(fig "$t" "$p" loadgen_cpu)")/$(round "$(fig "$t" "$p" other_cpu)")"
+			fi
+		done
+		if [ "$t" = latency ]; then
+			echo "CPU used by other processes during latency runs (median % of a core):$line"
+		else
+			echo "CPU during $t runs (median % of a core, proxy/origin/loadgen/other):$line"
+		fi
+	done
+	for t in rps handshake; do
+		[[ " $TESTS " == *" $t "* ]] || continue
+		for p in moatd haproxy nginx; do
+			[ -n "${NA[$p]:-}" ] && continue
+			c=$(round "$(fig "$t" "$p" proxy_cpu)")
+			[ "$c" = n/a ] && continue
+			if [ "$c" -lt $((90 * PROXY_CORES)) ]; then
+				echo "NOTE: $t ${LABEL[$p]}: the proxy used ${c}% of the $PROXY_CORES core(s) it could use, so the limit was elsewhere (the load core, other processes): its figure is a lower bound; compare the CPU cost per operation instead"
+			fi
+		done
+	done
+	noisy=$(awk '{for (i = 4; i <= NF; i++) if ($i ~ /^other_cpu=/) {split($i, a, "="); if (a[2] + 0 > 10) n++}} END {print n + 0}' "$OUT/results.txt" 2>/dev/null)
+	[ "$noisy" -gt 0 ] && echo "WARNING: in $noisy runs other processes used more than 10% of a core: the machine was not quiet"
 	for p in moatd haproxy nginx; do
 		[ -n "${NA[$p]:-}" ] && echo "${LABEL[$p]}: n/a - ${NA[$p]}"
 		[ -n "${NEG[$p]:-}" ] && echo "${LABEL[$p]}: negotiated ${NEG[$p]}"

@@ -14,12 +14,12 @@
 
 #include "http/parse.h"
 
-#define CHECK(c)                                                                       \
-	do {                                                                           \
-		if (!(c)) {                                                            \
-			fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #c); \
-			abort();                                                       \
-		}                                                                      \
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #c);        \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 #define MAX_LINE 64
@@ -27,15 +27,14 @@
 #define BYTEWISE_MAX 4096
 
 struct run {
-	int rc;          /* 1, MOAT_EAGAIN or MOAT_EINVAL */
+	int rc; /* 1, MOAT_EAGAIN or MOAT_EINVAL */
 	size_t consumed; /* bytes consumed in all */
-	char *out;       /* decoded data */
+	char *out; /* decoded data */
 	size_t out_len;
 };
 
 /* Feeds in[from..to) until it is used up or the body ends or fails. */
-static void feed(struct moat_http_chunked *c, const char *in, size_t from, size_t to,
-		 struct run *r)
+static void feed(struct moat_http_chunked *c, const char *in, size_t from, size_t to, struct run *r)
 {
 	while (r->rc == MOAT_EAGAIN && from < to) {
 		struct moat_slice data;

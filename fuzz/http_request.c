@@ -17,17 +17,18 @@
 
 #include "http/parse.h"
 
-#define CHECK(c)                                                                       \
-	do {                                                                           \
-		if (!(c)) {                                                            \
-			fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #c); \
-			abort();                                                       \
-		}                                                                      \
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #c);        \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static const struct moat_http_limits limits[] = {
-	{64, 512, 16},
-	{8192, 65536, MOAT_HTTP_MAX_HEADERS},
+        {64, 512, 16},
+        {512, 128, 4}, /* a head limit below the line limit */
+        {8192, 65536, MOAT_HTTP_MAX_HEADERS},
 };
 
 /* Big: keep them out of the fuzzer's stack. */
@@ -72,7 +73,8 @@ static void check_accepted(const char *buf, size_t len, const struct moat_http_l
 	CHECK(inside(req.path, req.target.p, req.target.len));
 	CHECK(inside(req.query, req.target.p, req.target.len));
 	for (i = 0; i < req.target.len; i++)
-		CHECK((unsigned char)req.target.p[i] > 0x20 && (unsigned char)req.target.p[i] < 0x7f);
+		CHECK((unsigned char)req.target.p[i] > 0x20 &&
+		      (unsigned char)req.target.p[i] < 0x7f);
 	for (i = 0; i < req.nheaders; i++) {
 		const struct moat_http_header *h = &req.headers[i];
 		size_t k;
@@ -87,11 +89,14 @@ static void check_accepted(const char *buf, size_t len, const struct moat_http_l
 		}
 		if (h->value.len > 0) {
 			CHECK(h->value.p[0] != ' ' && h->value.p[0] != '\t');
-			CHECK(h->value.p[h->value.len - 1] != ' ' && h->value.p[h->value.len - 1] != '\t');
+			CHECK(h->value.p[h->value.len - 1] != ' ' &&
+			      h->value.p[h->value.len - 1] != '\t');
 		}
-		CHECK(!(h->flags & MOAT_HDR_CONTENT_LENGTH) == !moat_slice_eq_ci(h->name, "content-length"));
+		CHECK(!(h->flags & MOAT_HDR_CONTENT_LENGTH) ==
+		      !moat_slice_eq_ci(h->name, "content-length"));
 		CHECK(!(h->flags & MOAT_HDR_HOST) == !moat_slice_eq_ci(h->name, "host"));
-		if (moat_slice_eq_ci(h->name, "transfer-encoding") || moat_slice_eq_ci(h->name, "connection"))
+		if (moat_slice_eq_ci(h->name, "transfer-encoding") ||
+		    moat_slice_eq_ci(h->name, "connection"))
 			CHECK(h->flags & MOAT_HDR_HOP);
 	}
 	cl = moat_http_header_find(req.headers, req.nheaders, "content-length");

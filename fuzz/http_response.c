@@ -17,12 +17,12 @@
 
 #include "http/parse.h"
 
-#define CHECK(c)                                                                       \
-	do {                                                                           \
-		if (!(c)) {                                                            \
-			fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #c); \
-			abort();                                                       \
-		}                                                                      \
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "invariant failed at line %d: %s\n", __LINE__, #c);        \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static const struct moat_http_limits limits = {64, 1024, 16};
@@ -110,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(r == MOAT_OK);
 			check_accepted(buf, size, is_head);
 			r2 = moat_http_parse_response(buf, res.head_len, &limits, is_head, &again,
-						      &err2);
+			                              &err2);
 			CHECK(r2 == MOAT_OK && again.head_len == res.head_len);
 			CHECK(again.framing == res.framing && again.status == res.status);
 		}

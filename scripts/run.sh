@@ -4,7 +4,7 @@
 #   scripts/run.sh MOATD
 #
 # Creates the demo PKI if missing (var/demo/), starts a demo origin on 127.0.0.1:8080 (Debian's
-# nginx, unprivileged, everything under var/origin/) that echoes what it receives, prints what
+# nginx, no root needed, everything under var/origin/) that echoes what it receives, prints what
 # to try, and runs `MOATD -c etc/moat.conf` in the foreground. Ctrl-C (or SIGTERM) drains
 # moatd; the origin is stopped when moatd exits. SIGHUP and SIGUSR1 are passed on to moatd.
 set -euo pipefail
@@ -107,7 +107,9 @@ http {
     uwsgi_temp_path tmp/uwsgi;
     scgi_temp_path tmp/scgi;
     server_tokens off;
+    client_max_body_size 0;
 
+    # JSON-ready copies of what is echoed: null when absent.
 $maps
     server {
         listen 127.0.0.1:$ORIGIN_PORT;
@@ -163,13 +165,18 @@ EOF
 port_owner() {
 	command -v ss >/dev/null 2>&1 || return 0
 	ss -Hltnp "sport = :$1" 2>/dev/null |
-		sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/ (held by \1)/p' | sed -n 1p || true
+		sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/ (held by \1, pid \2)/p' | sed -n 1p || true
 }
 
 check_port() {
+	local owner
 	port_free "$1" "$2" && return 0
-	echo "run: port $2 is busy$(port_owner "$2"): $3 needs it." >&2
-	echo "run: stop whatever listens there (ss -ltnp 'sport = :$2' shows it) and try again." >&2
+	owner=$(port_owner "$2")
+	echo "run: port $2 is busy$owner: $3 needs it." >&2
+	case "$owner" in
+	*moatd*) echo "run: is \`make run\` already running in another terminal? Ctrl-C it there." >&2 ;;
+	*) echo "run: stop whatever listens there (ss -ltnp 'sport = :$2' shows it) and try again." >&2 ;;
+	esac
 	exit 1
 }
 
@@ -194,10 +201,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stop_origin
 mkdir -p var
 scripts/pki.sh demo "$PKI"
+# A running `make run` holds the gateway port: it is checked before a demo origin left over
+# from an earlier run is stopped, so a second `make run` cannot take the first one's origin.
 check_port 0.0.0.0 "$GATEWAY_PORT" "moatd (listener devices in $CONF)"
+stop_origin
 check_port 127.0.0.1 "$ORIGIN_PORT" "the demo origin"
 start_origin
 

@@ -39,7 +39,7 @@
 #include "core/config.h"
 #include "http/parse.h"
 
-#define MAX_FILE_SIZE (1024 * 1024) /* a config file is small; this caps the read buffer */
+#define MAX_FILE_SIZE ((size_t)1024 * 1024) /* a config file is small: caps the read buffer */
 #define MAX_LISTENERS 256
 #define MAX_TENANTS 4096 /* sections are looked up linearly while loading */
 #define MAX_NAME 64
@@ -1627,32 +1627,37 @@ static int cmp_hostref(const void *a, const void *b)
 	return (x->line > y->line) - (x->line < y->line);
 }
 
+/*
+ * Sorted by name and line, the claims on one name are adjacent, and so are those of one
+ * tenant among them (a tenant's keys are all in its section): "first" starts the name's run,
+ * "mine" the current tenant's run inside it.
+ */
 static void check_hosts(struct loader *ld)
 {
 	struct moat_config *cfg = ld->cfg;
-	size_t i, first = 0;
+	size_t i, first = 0, mine = 0;
 
 	if (ld->nhosts < 2)
 		return; /* and qsort() must not be given a NULL array */
 	qsort(ld->hosts, ld->nhosts, sizeof(*ld->hosts), cmp_hostref);
 	for (i = 1; i < ld->nhosts; i++) {
-		const struct hostref *a, *b = &ld->hosts[i];
+		const struct hostref *h = &ld->hosts[i];
 
-		if (strcmp(ld->hosts[first].host, b->host) != 0) {
-			first = i;
+		if (strcmp(ld->hosts[first].host, h->host) != 0) {
+			first = mine = i;
 			continue;
 		}
-		a = &ld->hosts[first];
-		if (a->tenant == b->tenant)
-			problem_at(ld, b->line,
+		if (ld->hosts[mine].tenant == h->tenant) {
+			problem_at(ld, h->line,
 			           "host \"%s\" is listed twice in [tenant %s] (also on line %u)",
-			           b->host, cfg->tenants[b->tenant].name, a->line);
-		else
-			problem_at(ld, b->line,
-			           "host \"%s\" is claimed by tenants \"%s\" and \"%s\": keep it "
-			           "in one",
-			           b->host, cfg->tenants[a->tenant].name,
-			           cfg->tenants[b->tenant].name);
+			           h->host, cfg->tenants[h->tenant].name, ld->hosts[mine].line);
+			continue;
+		}
+		mine = i;
+		problem_at(ld, h->line,
+		           "host \"%s\" is claimed by tenants \"%s\" and \"%s\": keep it in one",
+		           h->host, cfg->tenants[ld->hosts[first].tenant].name,
+		           cfg->tenants[h->tenant].name);
 	}
 }
 
@@ -1808,21 +1813,21 @@ static int read_file(struct loader *ld, const char *path)
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		problem_at(ld, 0, "cannot open %s: %s", path, errstr(errno, buf, sizeof(buf)));
+		problem_at(ld, 0, "cannot open: %s", errstr(errno, buf, sizeof(buf)));
 		return MOAT_EIO;
 	}
 	if (fstat(fd, &st) != 0) {
-		problem_at(ld, 0, "cannot read %s: %s", path, errstr(errno, buf, sizeof(buf)));
+		problem_at(ld, 0, "cannot read: %s", errstr(errno, buf, sizeof(buf)));
 		rc = MOAT_EIO;
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		problem_at(ld, 0, "cannot read %s: %s", path, errstr(EISDIR, buf, sizeof(buf)));
+		problem_at(ld, 0, "cannot read: %s", errstr(EISDIR, buf, sizeof(buf)));
 		rc = MOAT_EIO;
 		goto out;
 	}
 	/* one read for a regular file: room for its size and the 0 that says it ended */
-	if (S_ISREG(st.st_mode) && st.st_size >= 0 && st.st_size < MAX_FILE_SIZE)
+	if (S_ISREG(st.st_mode) && st.st_size >= 0 && (uint64_t)st.st_size < MAX_FILE_SIZE)
 		cap = (size_t)st.st_size + 1;
 	ld->data = moat_malloc(cap);
 	if (ld->data == NULL)
@@ -1834,8 +1839,9 @@ static int read_file(struct loader *ld, const char *path)
 			char *p;
 
 			if (cap > MAX_FILE_SIZE) {
-				problem_at(ld, 0, "%s is larger than %d KiB: is it the right file?",
-				           path, MAX_FILE_SIZE / 1024);
+				problem_at(ld, 0,
+				           "the file is larger than %zu KiB: is it the right file?",
+				           MAX_FILE_SIZE / 1024);
 				rc = MOAT_EINVAL;
 				goto out;
 			}
@@ -1849,8 +1855,7 @@ static int read_file(struct loader *ld, const char *path)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			problem_at(ld, 0, "cannot read %s: %s", path,
-			           errstr(errno, buf, sizeof(buf)));
+			problem_at(ld, 0, "cannot read: %s", errstr(errno, buf, sizeof(buf)));
 			rc = MOAT_EIO;
 			goto out;
 		}
@@ -1859,7 +1864,7 @@ static int read_file(struct loader *ld, const char *path)
 		ld->len += (size_t)r;
 	}
 	if (ld->len > MAX_FILE_SIZE) {
-		problem_at(ld, 0, "%s is larger than %d KiB: is it the right file?", path,
+		problem_at(ld, 0, "the file is larger than %zu KiB: is it the right file?",
 		           MAX_FILE_SIZE / 1024);
 		rc = MOAT_EINVAL;
 	}

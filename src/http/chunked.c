@@ -244,7 +244,7 @@ static int trailer_byte(int state, unsigned char ch, const char **err)
 }
 
 int moat_http_chunked_decode(struct moat_http_chunked *c, const char *in, size_t len,
-			     size_t *consumed, struct moat_slice *data, const char **err)
+                             size_t *consumed, struct moat_slice *data, const char **err)
 {
 	size_t max_line = c->max_line ? c->max_line : DEFAULT_MAX_LINE;
 	size_t max_trailer = c->max_trailer ? c->max_trailer : DEFAULT_MAX_TRAILER;
@@ -337,7 +337,8 @@ int moat_http_chunked_decode(struct moat_http_chunked *c, const char *in, size_t
 				}
 				c->remaining = (c->remaining << 4) | (uint64_t)hv;
 			} else if (c->state == ST_SIZE && c->line_len == 0) {
-				*err = ch == '\n' ? "bare LF in chunk size line" : "invalid chunk size";
+				*err = ch == '\n' ? "bare LF in chunk size line"
+				                  : "invalid chunk size";
 				goto fail;
 			} else {
 				c->state = size_line_byte(c->state, ch, err);

@@ -45,14 +45,14 @@
 
 /* RFC 9110 section 5.6.2: tchar. */
 static const unsigned char tchar[256] = {
-	/* 0x00 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	/* 0x10 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	/* 0x20 */ 0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
-	/* 0x30 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
-	/* 0x40 */ 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	/* 0x50 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
-	/* 0x60 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	/* 0x70 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+        /* 0x00 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        /* 0x10 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        /* 0x20 */ 0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
+        /* 0x30 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+        /* 0x40 */ 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        /* 0x50 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+        /* 0x60 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        /* 0x70 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
 };
 
 static int is_tchar(unsigned char c)
@@ -141,7 +141,7 @@ static struct moat_slice slice(const char *buf, size_t from, size_t to)
 	return (struct moat_slice){buf + from, to - from};
 }
 
-/* Result of the scanning helpers: complete, need more bytes, or refused with a status. */
+/* Result of the scanning helpers: complete, need more bytes, or refused (reason in err). */
 #define SCAN_OK 0
 #define SCAN_MORE 1
 #define SCAN_BAD 2
@@ -210,8 +210,8 @@ static int scan_version(struct scan *s, size_t *p, int *major, int *minor)
  * Header lines after the start line, up to and including the empty line.
  * SCAN_MORE with *too_many set means a header line past max_headers has begun.
  */
-static int scan_fields(struct scan *s, size_t *p, unsigned max_headers,
-		       struct moat_http_header *h, unsigned *nheaders, int *too_many)
+static int scan_fields(struct scan *s, size_t *p, unsigned max_headers, struct moat_http_header *h,
+                       unsigned *nheaders, int *too_many)
 {
 	const char *buf = s->buf;
 	size_t i = *p;
@@ -300,8 +300,15 @@ static int has_prefix_ci(struct moat_slice a, const char *prefix)
 static unsigned name_flags(struct moat_slice name)
 {
 	static const char *const hop[] = {
-		"connection", "keep-alive",	   "proxy-connection",	  "te",	 "trailer",
-		"upgrade",    "transfer-encoding", "proxy-authenticate", "proxy-authorization",
+	        "connection",
+	        "keep-alive",
+	        "proxy-connection",
+	        "te",
+	        "trailer",
+	        "upgrade",
+	        "transfer-encoding",
+	        "proxy-authenticate",
+	        "proxy-authorization",
 	};
 	size_t i;
 
@@ -427,8 +434,8 @@ static int valid_host(struct moat_slice h, int need_port)
 /* What the field pass learned; shared by requests and responses. */
 struct fields {
 	unsigned ncl, nte, nhost, nexpect;
-	int te_chunked;     /* every Transfer-Encoding line is exactly "chunked" */
-	int expect_other;   /* an Expect other than 100-continue */
+	int te_chunked; /* every Transfer-Encoding line is exactly "chunked" */
+	int expect_other; /* an Expect other than 100-continue */
 	int conn_close, conn_keep_alive;
 	uint64_t content_length;
 	struct moat_slice host;
@@ -438,8 +445,7 @@ struct fields {
  * Flags every header, checks Content-Length and Connection, and records what the caller
  * needs to decide framing. All refusals here are 400-class syntax problems.
  */
-static int check_fields(struct moat_http_header *h, unsigned n, struct fields *f,
-			const char **err)
+static int check_fields(struct moat_http_header *h, unsigned n, struct fields *f, const char **err)
 {
 	struct moat_slice cl = {NULL, 0};
 	unsigned i, j;
@@ -490,7 +496,8 @@ static int check_fields(struct moat_http_header *h, unsigned n, struct fields *f
 			}
 			if (moat_slice_eq_ci(tok, "keep-alive"))
 				f->conn_keep_alive = 1;
-			if (moat_slice_eq_ci(tok, "host") || moat_slice_eq_ci(tok, "content-length")) {
+			if (moat_slice_eq_ci(tok, "host") ||
+			    moat_slice_eq_ci(tok, "content-length")) {
 				*err = "Connection names an end-to-end header";
 				return MOAT_EINVAL;
 			}
@@ -508,7 +515,7 @@ static int check_fields(struct moat_http_header *h, unsigned n, struct fields *f
 
 /* scheme "://" authority [ path-abempty ] [ "?" query ], only http and https. */
 static int split_absolute(struct moat_slice t, struct moat_slice *authority,
-			  struct moat_slice *path, struct moat_slice *query)
+                          struct moat_slice *path, struct moat_slice *query)
 {
 	size_t i = 0, a0, p0;
 	struct moat_slice scheme;
@@ -516,7 +523,7 @@ static int split_absolute(struct moat_slice t, struct moat_slice *authority,
 	if (t.len == 0 || !is_alpha((unsigned char)t.p[0]))
 		return -1;
 	while (i < t.len && (is_alpha((unsigned char)t.p[i]) || is_digit((unsigned char)t.p[i]) ||
-			     t.p[i] == '+' || t.p[i] == '-' || t.p[i] == '.'))
+	                     t.p[i] == '+' || t.p[i] == '-' || t.p[i] == '.'))
 		i++;
 	scheme = (struct moat_slice){t.p, i};
 	if (!moat_slice_eq_ci(scheme, "http") && !moat_slice_eq_ci(scheme, "https"))
@@ -539,12 +546,19 @@ static int split_absolute(struct moat_slice t, struct moat_slice *authority,
 	return 0;
 }
 
+static int method_is(struct moat_slice m, const char *s)
+{
+	size_t n = strlen(s);
+
+	/* methods are case-sensitive (RFC 9110 section 9.1) */
+	return m.len == n && memcmp(m.p, s, n) == 0;
+}
+
 /* Classifies the request-target (RFC 9112 section 3.2) and splits path and query. */
 static int split_target(struct moat_http_request *req, struct moat_slice *authority,
-			const char **err)
+                        const char **err)
 {
 	struct moat_slice t = req->target;
-	size_t i;
 
 	*authority = (struct moat_slice){NULL, 0};
 	req->path = (struct moat_slice){t.p, 0};
@@ -557,15 +571,18 @@ static int split_target(struct moat_http_request *req, struct moat_slice *author
 		return 0;
 	}
 	if (t.p[0] == '/') {
-		for (i = 0; i < t.len && t.p[i] != '?'; i++)
-			;
-		req->path = (struct moat_slice){t.p, i};
-		if (i < t.len)
-			req->query = (struct moat_slice){t.p + i + 1, t.len - i - 1};
+		const char *q = memchr(t.p, '?', t.len);
+
+		if (q == NULL) {
+			req->path = t;
+			return 0;
+		}
+		req->path = (struct moat_slice){t.p, (size_t)(q - t.p)};
+		req->query = (struct moat_slice){q + 1, t.len - req->path.len - 1};
 		return 0;
 	}
 	if (t.len == 1 && t.p[0] == '*') {
-		if (!(req->method.len == 7 && memcmp(req->method.p, "OPTIONS", 7) == 0)) {
+		if (!method_is(req->method, "OPTIONS")) {
 			*err = "asterisk-form target outside OPTIONS";
 			return MOAT_EINVAL;
 		}
@@ -586,16 +603,8 @@ static int refuse(struct moat_http_request *req, int status, const char **err, c
 	return MOAT_EINVAL;
 }
 
-static int method_is(struct moat_slice m, const char *s)
-{
-	size_t n = strlen(s);
-
-	/* methods are case-sensitive (RFC 9110 section 9.1) */
-	return m.len == n && memcmp(m.p, s, n) == 0;
-}
-
 int moat_http_parse_request(const char *buf, size_t len, const struct moat_http_limits *lim,
-			    struct moat_http_request *req, const char **err)
+                            struct moat_http_request *req, const char **err)
 {
 	struct limits l;
 	struct scan s = {buf, 0, NULL};
@@ -607,7 +616,7 @@ int moat_http_parse_request(const char *buf, size_t len, const struct moat_http_
 
 	resolve_limits(lim, &l);
 	req->method = req->target = req->path = req->query = req->host =
-		(struct moat_slice){buf, 0};
+	        (struct moat_slice){buf, 0};
 	req->minor = 0;
 	req->nheaders = 0;
 	req->head_len = 0;
@@ -746,8 +755,7 @@ more_head:
 }
 
 int moat_http_parse_response(const char *buf, size_t len, const struct moat_http_limits *lim,
-			     int request_is_head, struct moat_http_response *res,
-			     const char **err)
+                             int request_is_head, struct moat_http_response *res, const char **err)
 {
 	struct limits l;
 	struct scan s = {buf, 0, NULL};
@@ -867,8 +875,8 @@ too_big:
 	return MOAT_EINVAL;
 }
 
-const struct moat_http_header *moat_http_header_find(const struct moat_http_header *h,
-						     unsigned n, const char *name)
+const struct moat_http_header *moat_http_header_find(const struct moat_http_header *h, unsigned n,
+                                                     const char *name)
 {
 	unsigned i;
 
@@ -884,53 +892,53 @@ const char *moat_http_reason(int status)
 		int status;
 		const char *reason;
 	} reasons[] = {
-		{100, "Continue"},
-		{101, "Switching Protocols"},
-		{200, "OK"},
-		{201, "Created"},
-		{202, "Accepted"},
-		{203, "Non-Authoritative Information"},
-		{204, "No Content"},
-		{205, "Reset Content"},
-		{206, "Partial Content"},
-		{300, "Multiple Choices"},
-		{301, "Moved Permanently"},
-		{302, "Found"},
-		{303, "See Other"},
-		{304, "Not Modified"},
-		{305, "Use Proxy"},
-		{307, "Temporary Redirect"},
-		{308, "Permanent Redirect"},
-		{400, "Bad Request"},
-		{401, "Unauthorized"},
-		{402, "Payment Required"},
-		{403, "Forbidden"},
-		{404, "Not Found"},
-		{405, "Method Not Allowed"},
-		{406, "Not Acceptable"},
-		{407, "Proxy Authentication Required"},
-		{408, "Request Timeout"},
-		{409, "Conflict"},
-		{410, "Gone"},
-		{411, "Length Required"},
-		{412, "Precondition Failed"},
-		{413, "Content Too Large"},
-		{414, "URI Too Long"},
-		{415, "Unsupported Media Type"},
-		{416, "Range Not Satisfiable"},
-		{417, "Expectation Failed"},
-		{421, "Misdirected Request"},
-		{422, "Unprocessable Content"},
-		{426, "Upgrade Required"},
-		{428, "Precondition Required"},
-		{429, "Too Many Requests"},
-		{431, "Request Header Fields Too Large"},
-		{500, "Internal Server Error"},
-		{501, "Not Implemented"},
-		{502, "Bad Gateway"},
-		{503, "Service Unavailable"},
-		{504, "Gateway Timeout"},
-		{505, "HTTP Version Not Supported"},
+	        {100, "Continue"},
+	        {101, "Switching Protocols"},
+	        {200, "OK"},
+	        {201, "Created"},
+	        {202, "Accepted"},
+	        {203, "Non-Authoritative Information"},
+	        {204, "No Content"},
+	        {205, "Reset Content"},
+	        {206, "Partial Content"},
+	        {300, "Multiple Choices"},
+	        {301, "Moved Permanently"},
+	        {302, "Found"},
+	        {303, "See Other"},
+	        {304, "Not Modified"},
+	        {305, "Use Proxy"},
+	        {307, "Temporary Redirect"},
+	        {308, "Permanent Redirect"},
+	        {400, "Bad Request"},
+	        {401, "Unauthorized"},
+	        {402, "Payment Required"},
+	        {403, "Forbidden"},
+	        {404, "Not Found"},
+	        {405, "Method Not Allowed"},
+	        {406, "Not Acceptable"},
+	        {407, "Proxy Authentication Required"},
+	        {408, "Request Timeout"},
+	        {409, "Conflict"},
+	        {410, "Gone"},
+	        {411, "Length Required"},
+	        {412, "Precondition Failed"},
+	        {413, "Content Too Large"},
+	        {414, "URI Too Long"},
+	        {415, "Unsupported Media Type"},
+	        {416, "Range Not Satisfiable"},
+	        {417, "Expectation Failed"},
+	        {421, "Misdirected Request"},
+	        {422, "Unprocessable Content"},
+	        {426, "Upgrade Required"},
+	        {428, "Precondition Required"},
+	        {429, "Too Many Requests"},
+	        {431, "Request Header Fields Too Large"},
+	        {500, "Internal Server Error"},
+	        {501, "Not Implemented"},
+	        {502, "Bad Gateway"},
+	        {503, "Service Unavailable"},
+	        {504, "Gateway Timeout"},
+	        {505, "HTTP Version Not Supported"},
 	};
 	size_t i;
 

@@ -74,6 +74,7 @@ struct moat_http_conn {
 	unsigned peer_port;
 	struct moat_buf in, out;
 	unsigned draining : 1, close_after : 1, resumed : 1, up_eof : 1, up_failed : 1;
+	unsigned head_dirty : 1; /* bytes arrived that may complete or refuse the head */
 	uint64_t t_accept, t_head_start, t_last_in, t_last_out, t_origin_act;
 	struct moat_upstream *up;
 	struct request_state rq;
@@ -519,6 +520,17 @@ static int read_client(struct moat_http_conn *c)
 		return -2; /* end of stream or error: the caller decides what it means */
 	if (moat_buf_len(&c->in) == 0 && c->state == CS_HEAD)
 		c->t_head_start = now_ms(c);
+	if (c->state == CS_HEAD) {
+		/* The head parser rescans from the start: call it only when a line may have
+		 * ended or a limit may have been crossed, so a head sent byte by byte costs
+		 * linear time, not quadratic. */
+		const struct moat_config *cfg = c->gen->cfg;
+		size_t total = moat_buf_len(&c->in) + (size_t)n;
+
+		if (memchr(moat_buf_tail(&c->in), '\n', (size_t)n) != NULL ||
+		    total >= cfg->max_request_line || total >= cfg->max_header_size)
+			c->head_dirty = 1;
+	}
 	c->in.end += (size_t)n;
 	c->t_last_in = now_ms(c);
 	return 1;
@@ -533,7 +545,8 @@ static int do_head(struct moat_http_conn *c)
 	const char *err = NULL;
 	int r;
 
-	if (moat_buf_len(&c->in) > 0) {
+	if (moat_buf_len(&c->in) > 0 && c->head_dirty) {
+		c->head_dirty = 0;
 		r = moat_http_parse_request(moat_buf_head(&c->in), moat_buf_len(&c->in), &lim, req,
 		                            &err);
 		if (r == MOAT_OK) {
@@ -553,7 +566,7 @@ static int do_head(struct moat_http_conn *c)
 			              err ? err : "malformed request");
 			return 1;
 		}
-	} else if (c->draining) {
+	} else if (c->draining && moat_buf_len(&c->in) == 0) {
 		conn_close(c);
 		return 0;
 	}
@@ -961,6 +974,7 @@ static int do_proxy(struct moat_http_conn *c)
 			c->state = CS_CLOSING;
 		} else {
 			c->state = CS_HEAD;
+			c->head_dirty = 1; /* a pipelined request may be waiting in the buffer */
 			c->t_head_start = c->t_last_in = now_ms(c);
 		}
 		return 1;

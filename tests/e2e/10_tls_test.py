@@ -15,12 +15,11 @@ VERSIONS = ["1.2", "1.3"]
 # The contract's refusal line, e.g.
 #   [warn] tls handshake refused: listener=devices remote=127.0.0.1:5555 tenant=demo
 #   reason="certificate has expired"
-REFUSAL = (r"\[warn\] tls handshake refused: listener=devices remote=127\.0\.0\.1:\d+ "
-           r"tenant={tenant} reason=\"[^\"]*{reason}")
-
-
+# The example is not exhaustive, so other fields may come in between.
 def refusal(reason, tenant="alpha"):
-    return REFUSAL.format(tenant=tenant, reason=reason)
+    return (r"\[warn\] tls handshake refused:"
+            r"(?=.* listener=devices\b)(?=.* remote=127\.0\.0\.1:\d+\b)"
+            rf"(?=.* tenant={tenant}\b)(?=.* reason=\"[^\"]*{reason})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +179,7 @@ def test_optional_mtls_without_certificate_says_none(moatd, origin):
 @pytest.mark.parametrize("cert,reason", [
     ("expired", "expired"),
     ("wrong_eku", "purpose"),
-    ("beta_dev", "issuer"),
+    ("beta_dev", "(issuer|first certificate)"),
     ("revoked", "revoked"),
 ])
 def test_optional_mtls_with_bad_certificate_says_failed(moatd, origin, pki, cert, reason):
@@ -189,7 +188,7 @@ def test_optional_mtls_with_bad_certificate_says_failed(moatd, origin, pki, cert
     assert r.status == 200, r
     e = origin.one()
     assert e["cert_verified"].startswith("FAILED:"), e
-    assert reason in e["cert_verified"], e
+    assert re.search(reason, e["cert_verified"]), e
     assert e["device"] == "", "no device id without a verified certificate"
 
 

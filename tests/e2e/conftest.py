@@ -85,8 +85,9 @@ def pyorigin_server():
 
 
 @pytest.fixture(scope="session")
-def nginx_server(tmp_path_factory, pyorigin_server):
-    server = NginxOrigin(tmp_path_factory.mktemp("nginx"), pyorigin_server.port)
+def nginx_server(tmp_path_factory, pyorigin_server, pki):
+    server = NginxOrigin(tmp_path_factory.mktemp("nginx"), pyorigin_server.port,
+                         pki.origin_server)
     yield server
     server.stop()
 
@@ -130,7 +131,7 @@ def pyorigin(pyorigin_server):
 
 
 @pytest.fixture
-def moatd(moatd_bin, pki, nginx_server, tmp_path, request):
+def moatd(moatd_bin, pki, nginx_server, tmp_path):
     """Factory: moatd(moat={...}, listener={...}, tenants={...}, start=True, origin=url).
 
     Every instance is stopped with SIGTERM after the test (unless the test stopped it) and
@@ -160,7 +161,11 @@ def moatd(moatd_bin, pki, nginx_server, tmp_path, request):
         except AssertionError as e:
             problems.append(str(e))
             continue
-        if rc != 0 and not getattr(m, "expected_returncode", None) == rc:
+        if m.died_early is not None and m.died_early != 0 and not m.failed_start:
+            problems.append(f"moatd died during the test with status {m.died_early}"
+                            f"{' (signal %d)' % -m.died_early if m.died_early < 0 else ''}\n"
+                            f"{m.diagnostics()}")
+        elif rc != 0 and not m.failed_start:
             problems.append(f"moatd exited with status {rc} after SIGTERM\n{m.diagnostics()}")
         reports = m.sanitizer_reports()
         if reports:

@@ -58,6 +58,9 @@ class Moatd:
         self.stderr_path = self.dir / "stderr.log"
         self.proc = None
         self.returncode = None
+        self.failed_start = False  # the test already failed on it; teardown need not repeat
+        self.died_early = None  # exit status if moatd was gone before anyone stopped it
+        self.exit_awaited = False  # the test signalled moatd and waited for its exit
         self.sections = None
 
     # -- configuration --------------------------------------------------------------------
@@ -186,9 +189,11 @@ class Moatd:
         try:
             wait_until(up, timeout, what="moatd to log 'moatd started' and listen")
         except TimeoutError:
+            self.failed_start = True
             raise AssertionError(f"moatd did not come up in {timeout}s\n{self.diagnostics()}")
         if self.proc.poll() is not None:
             self.returncode = self.proc.returncode
+            self.failed_start = True
             raise AssertionError(f"moatd exited with {self.proc.returncode} at start\n"
                                  f"{self.diagnostics()}")
         return self
@@ -201,6 +206,8 @@ class Moatd:
         self.proc.send_signal(sig)
 
     def wait(self, timeout):
+        """Waits for an exit the test itself caused (a signal it sent)."""
+        self.exit_awaited = True
         try:
             self.returncode = self.proc.wait(timeout=timeout)
         finally:
@@ -211,6 +218,8 @@ class Moatd:
         """Signals moatd and waits for it; kills it (and fails) if it does not exit in time."""
         if self.proc is None:
             return None
+        if self.proc.poll() is not None and not self.exit_awaited:
+            self.died_early = self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -6,6 +6,7 @@ as one JSON line with the headers moatd adds or must remove. Locations:
     = /204          204 No Content
     /static/        files in <prefix>/www (small.txt, big.bin once the stream tests make it)
     /sink           proxied, unbuffered, to the python origin's /sink (hashes the body)
+and an https server (certificate from the test PKI's server CA) with the same "/".
 
 PyOrigin: a raw socket HTTP/1.1 server in threads for what nginx cannot do: slow, malformed,
 reset responses, chunked and close-delimited responses, and a sink that hashes uploads while
@@ -30,6 +31,7 @@ NGINX = "/usr/sbin/nginx"
 
 LOG_FIELDS = {
     "time": "$time_iso8601",
+    "scheme": "$scheme",
     "msec": "$msec",
     "request": "$request",
     "method": "$request_method",
@@ -109,6 +111,17 @@ http {{
             proxy_send_timeout 120s;
         }}
     }}
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        server_name _;
+        ssl_certificate {tls_cert};
+        ssl_certificate_key {tls_key};
+        access_log {prefix}/access.log moat;
+        location / {{
+            default_type application/json;
+            return 200 '{echo}\\n';
+        }}
+    }}
 }}
 """
 
@@ -118,13 +131,14 @@ ECHO_FIELDS = ("uri", "method", "device", "tenant", "cert_verified", "forwarded"
 class NginxOrigin:
     """nginx in the foreground under `prefix`; the access log is one JSON object per line."""
 
-    def __init__(self, prefix, pyorigin_port):
+    def __init__(self, prefix, pyorigin_port, tls_cert):
         self.prefix = pathlib.Path(prefix)
         for d in ("tmp", "www", "logs"):
             (self.prefix / d).mkdir(parents=True, exist_ok=True)
         self.www = self.prefix / "www"
         (self.www / "small.txt").write_text("small static file\n")
         self.port = free_port()
+        self.tls_port = free_port()
         self.access_log = self.prefix / "access.log"
         self.access_log.write_text("")
         log_format = "{" + ",".join(f'"{k}":"{v}"' for k, v in LOG_FIELDS.items()) + "}"
@@ -133,14 +147,16 @@ class NginxOrigin:
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(NGINX_CONF.format(prefix=self.prefix, port=self.port, user=user,
                                                log_format=log_format, echo=echo,
-                                               pyport=pyorigin_port))
+                                               pyport=pyorigin_port, tls_port=self.tls_port,
+                                               tls_cert=tls_cert.cert, tls_key=tls_cert.key))
         self.stderr = open(self.prefix / "stderr.log", "wb")
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.prefix), "-c", str(self.conf), "-e",
              str(self.prefix / "error.log")],
             stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr)
         try:
-            wait_until(lambda: self.proc.poll() is not None or self.port in listening_ports(),
+            wait_until(lambda: self.proc.poll() is not None
+                       or {self.port, self.tls_port} <= listening_ports(),
                        timeout=10, what="nginx to listen")
         except TimeoutError:
             self.stop()
@@ -435,7 +451,8 @@ class PyOrigin:
             body = json.dumps({"method": req.method, "target": req.target,
                                "headers": req.headers}).encode()
             return self._send(conn, 200, body + b"\n", keep, ctype="application/json")
-        return self._send(conn, 200, b"py origin ok\n", keep, head_only=req.method == "HEAD")
+        return self._send(conn, 200, b"py origin ok\n", keep,
+                          head_only=req.method == "HEAD")
 
     @staticmethod
     def _send(conn, status, body, keep, ctype="text/plain", head_only=False):

@@ -1,6 +1,7 @@
 """A test PKI made with the openssl command line (ECDSA P-256 throughout).
 
-    server CA ── alpha.test, beta.test, gamma.test server certificates (EKU serverAuth)
+    server CA ── alpha.test, beta.test, gamma.test server certificates (EKU serverAuth),
+                 and the https origin's certificate (127.0.0.1)
     alpha device CA ── dev-1 (good), expired, wrong EKU, revoked, no EKU, SAN DNS, not yet valid
     beta device CA ── beta-dev-1
 
@@ -195,6 +196,9 @@ class PKI:
                                                 san="DNS:beta.test", **srv)
         self.gamma_server = self.server_ca.issue("gamma-server", "gamma.test",
                                                  san="DNS:gamma.test", **srv)
+        # the https origin (nginx) behind moatd
+        self.origin_server = self.server_ca.issue("origin-server", "origin.test",
+                                                  san="DNS:localhost,IP:127.0.0.1", **srv)
 
         a = self.alpha_ca
         self.dev1 = a.issue("dev-1", "dev-1", san="URI:urn:dev:1")

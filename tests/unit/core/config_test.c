@@ -640,6 +640,27 @@ static void test_workers_auto(void **state)
 	moat_config_free(cfg);
 }
 
+/* Empty optional values mean none; a tenant without hosts is fine as a default_tenant. */
+static void test_empty_values(void **state)
+{
+	struct moat_config *cfg;
+
+	(void)state;
+	cfg = expect_ok(BASE "[moat]\naccess_log =\nerror_log =\npid_file =\n"
+	                     "[listener l2]\nbind = 127.0.0.1:1\ndefault_tenant =\n"
+	                     "[listener l3]\nbind = 127.0.0.1:2\ndefault_tenant = hidden\n"
+	                     "[tenant hidden]\ncert = server.pem\nkey = server.key\n"
+	                     "device_ca = ca.pem\norigin = http://x\n");
+	assert_null(cfg->access_log);
+	assert_null(cfg->error_log);
+	assert_null(cfg->pid_file);
+	assert_null(cfg->listeners[1].default_tenant);
+	assert_string_equal(cfg->listeners[2].default_tenant, "hidden");
+	assert_int_equal(cfg->tenants[1].nhosts, 0);
+	assert_null(cfg->tenants[1].hosts);
+	moat_config_free(cfg);
+}
+
 static void test_long_lines(void **state)
 {
 	char text[2048], line[512];
@@ -763,6 +784,8 @@ static void test_key_errors(void **state)
 	         "key = server.key\ndevice_ca = ca.pem\norigin = http://127.0.0.1:8080\n",
 	         2, "unknown key \"bnid\" in [listener devices]; did you mean \"bind\"?"},
 	        {BASE "[moat]\nfoo = 1\n", 11, "unknown key \"foo\" in [moat]"},
+	        {BASE "[moat]\nhandshake_timeout_but_much_longer_than_any_key = 1\n", 11,
+	         "unknown key \"handshake_timeout_but_much_longer_than_any_key\" in [moat]"},
 	        {BASE "[moat]\nWorkers = 1\n", 11,
 	         "unknown key \"Workers\" in [moat]; did you mean \"workers\"?"},
 	        {BASE "[moat]\nhandshake_timout = 1\n", 11,
@@ -899,6 +922,11 @@ static void test_listener_errors(void **state)
 	         "bind: \"fe80::1%eth0\" is not an IP address: use an IPv4 address, an IPv6 "
 	         "address in "
 	         "brackets or localhost (host names are not resolved)"},
+	        {L2 "bind = [1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb]:1\n", 11,
+	         "bind: \"1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb\" is not an IP "
+	         "address: use an IPv4 address, an IPv6 address in brackets or localhost (host "
+	         "names "
+	         "are not resolved)"},
 	        {L2 "bind = [::1]:8443\nprotocol = mqtt\n", 12,
 	         "protocol: mqtt is not supported yet: use http"},
 	        {L2 "bind = [::1]:8443\nprotocol = tcp\n", 12,
@@ -970,6 +998,8 @@ static void test_tenant_errors(void **state)
 	        {BASE TENANT2 "hosts = x.example, demo.example.com\n", 16,
 	         "host \"demo.example.com\" is claimed by tenants \"demo\" and \"t2\": keep it in "
 	         "one"},
+	        {BASE TENANT2 "hosts = a.example\nhosts = b.example, A.example\n", 17,
+	         "host \"a.example\" is listed twice in [tenant t2] (also on line 16)"},
 	        /* files */
 	        {BASE TENANT2 "crl = missing.pem\n", 16,
 	         "crl: cannot read @D/missing.pem: No such file or directory"},
@@ -1193,6 +1223,45 @@ static void test_many_errors(void **state)
 	assert_int_equal(alloc_live, 0);
 }
 
+/* One name claimed several times, by several tenants: one report per extra claim. */
+static void test_host_claims(void **state)
+{
+	static const char text[] = BASE /* demo: demo.example.com on line 5 */
+	        TENANT2 /* t2: lines 10 to 15 */
+	        "hosts = demo.example.com\n" /* 16 */
+	        "hosts = Demo.example.com\n" /* 17 */
+	        "[tenant t3]\n" /* 18 */
+	        "hosts = demo.example.com, *.demo.example.com\n" /* 19 */
+	        "cert = server.pem\nkey = server.key\ndevice_ca = ca.pem\norigin = http://x\n";
+	static const struct {
+		unsigned line;
+		const char *msg;
+	} want[] = {
+	        {16,
+	         "host \"demo.example.com\" is claimed by tenants \"demo\" and \"t2\": keep it in "
+	         "one"},
+	        {17, "host \"demo.example.com\" is listed twice in [tenant t2] (also on line 16)"},
+	        {19,
+	         "host \"demo.example.com\" is claimed by tenants \"demo\" and \"t3\": keep it in "
+	         "one"},
+	};
+	struct moat_config *cfg;
+	struct reports rs;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(load_text(text, &rs, &cfg), MOAT_EINVAL);
+	assert_null(cfg);
+	if (rs.n != MOAT_ARRAY_LEN(want))
+		dump(&rs);
+	assert_int_equal(rs.n, MOAT_ARRAY_LEN(want));
+	for (i = 0; i < MOAT_ARRAY_LEN(want); i++) {
+		assert_int_equal(rs.r[i].line, want[i].line);
+		assert_string_equal(rs.r[i].msg, want[i].msg);
+	}
+	assert_int_equal(alloc_live, 0);
+}
+
 /* Names and labels at their length limits and one past them. */
 static void test_lengths(void **state)
 {
@@ -1295,12 +1364,12 @@ static void test_file_errors(void **state)
 	assert_int_equal(rs.n, 1);
 	assert_string_equal(rs.file, "missing.conf");
 	assert_int_equal(rs.r[0].line, 0);
-	assert_string_equal(rs.r[0].msg, "cannot open missing.conf: No such file or directory");
+	assert_string_equal(rs.r[0].msg, "cannot open: No such file or directory");
 
 	memset(&rs, 0, sizeof(rs));
 	assert_int_equal(moat_config_load("adir", collect, &rs, &cfg), MOAT_EIO);
 	assert_int_equal(rs.n, 1);
-	assert_string_equal(rs.r[0].msg, "cannot read adir: Is a directory");
+	assert_string_equal(rs.r[0].msg, "cannot read: Is a directory");
 
 	/* a megabyte is plenty: a larger file is probably not a config file */
 	big = malloc(MAX_FILE_SIZE + 1);
@@ -1316,8 +1385,17 @@ static void test_file_errors(void **state)
 	assert_null(cfg);
 	assert_int_equal(rs.n, 1);
 	assert_int_equal(rs.r[0].line, 0);
-	assert_string_equal(rs.r[0].msg, "big.conf is larger than 1024 KiB: is it the right file?");
+	assert_string_equal(rs.r[0].msg, "the file is larger than 1024 KiB: is it the right file?");
 	free(big);
+
+	/* files that are not regular are read to their end, within the same limit */
+	memset(&rs, 0, sizeof(rs));
+	assert_int_equal(moat_config_load("/dev/null", collect, &rs, &cfg), MOAT_EINVAL);
+	assert_int_equal(rs.n, 2); /* empty: no sections */
+	memset(&rs, 0, sizeof(rs));
+	assert_int_equal(moat_config_load("/dev/zero", collect, &rs, &cfg), MOAT_EINVAL);
+	assert_int_equal(rs.n, 1);
+	assert_string_equal(rs.r[0].msg, "the file is larger than 1024 KiB: is it the right file?");
 
 	/* a NUL byte is a control character like any other */
 	write_file("test.conf", BASE "a = b\0c\n", sizeof(BASE "a = b\0c\n") - 1);
@@ -1410,16 +1488,17 @@ static void test_distance(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_parse_duration),   cmocka_unit_test(test_parse_size),
-	        cmocka_unit_test(test_clean_path),       cmocka_unit_test(test_distance),
-	        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_full),
-	        cmocka_unit_test(test_workers_auto),     cmocka_unit_test(test_long_lines),
-	        cmocka_unit_test(test_syntax_errors),    cmocka_unit_test(test_key_errors),
-	        cmocka_unit_test(test_moat_errors),      cmocka_unit_test(test_listener_errors),
-	        cmocka_unit_test(test_tenant_errors),    cmocka_unit_test(test_origin_errors),
-	        cmocka_unit_test(test_missing_sections), cmocka_unit_test(test_many_errors),
-	        cmocka_unit_test(test_lengths),          cmocka_unit_test(test_limits_on_sections),
-	        cmocka_unit_test(test_file_errors),      cmocka_unit_test(test_out_of_memory),
+	        cmocka_unit_test(test_parse_duration),  cmocka_unit_test(test_parse_size),
+	        cmocka_unit_test(test_clean_path),      cmocka_unit_test(test_distance),
+	        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_full),
+	        cmocka_unit_test(test_workers_auto),    cmocka_unit_test(test_empty_values),
+	        cmocka_unit_test(test_long_lines),      cmocka_unit_test(test_syntax_errors),
+	        cmocka_unit_test(test_key_errors),      cmocka_unit_test(test_moat_errors),
+	        cmocka_unit_test(test_listener_errors), cmocka_unit_test(test_tenant_errors),
+	        cmocka_unit_test(test_origin_errors),   cmocka_unit_test(test_missing_sections),
+	        cmocka_unit_test(test_many_errors),     cmocka_unit_test(test_host_claims),
+	        cmocka_unit_test(test_lengths),         cmocka_unit_test(test_limits_on_sections),
+	        cmocka_unit_test(test_file_errors),     cmocka_unit_test(test_out_of_memory),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

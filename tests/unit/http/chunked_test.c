@@ -18,9 +18,9 @@ static char out[1 << 20];
 static char big[(1 << 20) + 64];
 
 struct result {
-	int rc;          /* 1, MOAT_EAGAIN or MOAT_EINVAL */
+	int rc; /* 1, MOAT_EAGAIN or MOAT_EINVAL */
 	size_t consumed; /* total bytes consumed when rc == 1 */
-	size_t out_len;  /* data bytes decoded */
+	size_t out_len; /* data bytes decoded */
 	const char *err;
 };
 
@@ -87,7 +87,8 @@ static void decodes_to(const char *in, const char *want)
 		struct result r = decode(in, len, steps[i]);
 
 		if (r.rc != 1)
-			fail_msg("step %zu: %d (%s) for %s", steps[i], r.rc, r.err ? r.err : "-", in);
+			fail_msg("step %zu: %d (%s) for %s", steps[i], r.rc, r.err ? r.err : "-",
+			         in);
 		assert_int_equal(r.consumed, len);
 		assert_int_equal(r.out_len, strlen(want));
 		assert_memory_equal(out, want, r.out_len);
@@ -121,11 +122,10 @@ static void test_simple(void **state)
 	decodes_to("5\r\nhello\r\n0\r\n\r\n", "hello");
 	decodes_to("0\r\n\r\n", "");
 	decodes_to("1\r\na\r\n2\r\nbc\r\n3\r\ndef\r\n0\r\n\r\n", "abcdef");
-	decodes_to("A\r\n0123456789\r\na\r\nABCDEFGHIJ\r\n0\r\n\r\n",
-		   "0123456789ABCDEFGHIJ");
+	decodes_to("A\r\n0123456789\r\na\r\nABCDEFGHIJ\r\n0\r\n\r\n", "0123456789ABCDEFGHIJ");
 	decodes_to("0005\r\nhello\r\n000\r\n\r\n", "hello");
 	decodes_to("000000000000000F\r\n0123456789abcde\r\n0000000000000000\r\n\r\n",
-		   "0123456789abcde");
+	           "0123456789abcde");
 	/* chunk data is opaque: CR, LF and NUL inside are data */
 	decodes_to("4\r\n\r\n\r\n\r\n0\r\n\r\n", "\r\n\r\n");
 }
@@ -193,7 +193,7 @@ static void test_big_chunk_one_slice(void **state)
 	moat_http_chunked_init(&c, MAX_LINE, MAX_TRAILER);
 	/* the whole megabyte comes back as one slice of the input, no copy */
 	assert_int_equal(moat_http_chunked_decode(&c, big, hdr + n + 7, &used, &data, &err),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_ptr_equal(data.p, big + hdr);
 	assert_int_equal(data.len, n);
 	assert_int_equal(used, hdr + n);
@@ -202,9 +202,9 @@ static void test_big_chunk_one_slice(void **state)
 
 	/* a chunk larger than any buffer: data runs come back as they arrive */
 	moat_http_chunked_init(&c, MAX_LINE, MAX_TRAILER);
-	assert_int_equal(moat_http_chunked_decode(&c, "FFFFFFFFFFFFFFFF\r\n", 18, &used, &data,
-						  &err),
-			 MOAT_EAGAIN);
+	assert_int_equal(
+	        moat_http_chunked_decode(&c, "FFFFFFFFFFFFFFFF\r\n", 18, &used, &data, &err),
+	        MOAT_EAGAIN);
 	assert_int_equal(used, 18);
 	assert_true(c.remaining == UINT64_MAX);
 	assert_int_equal(moat_http_chunked_decode(&c, big, n, &used, &data, &err), MOAT_OK);
@@ -228,7 +228,7 @@ static void test_consumed_counts(void **state)
 	assert_ptr_equal(data.p, in + 3);
 	/* what follows the final CRLF belongs to the next message */
 	assert_int_equal(moat_http_chunked_decode(&c, in + 6, strlen(in) - 6, &used, &data, &err),
-			 1);
+	                 1);
 	assert_int_equal(used, strlen("\r\n0\r\n\r\n"));
 	/* finished is sticky */
 	assert_int_equal(moat_http_chunked_decode(&c, "x", 1, &used, &data, &err), 1);
@@ -249,7 +249,8 @@ static void test_zeroed_state(void **state)
 
 	(void)state;
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(moat_http_chunked_decode(&c, "2\r\nok\r\n", 7, &used, &data, &err), MOAT_OK);
+	assert_int_equal(moat_http_chunked_decode(&c, "2\r\nok\r\n", 7, &used, &data, &err),
+	                 MOAT_OK);
 	assert_int_equal(data.len, 2);
 	assert_int_equal(moat_http_chunked_decode(&c, "\r\n0\r\n\r\n", 7, &used, &data, &err), 1);
 }
@@ -272,18 +273,18 @@ static void test_incomplete(void **state)
 static void test_bad_size(void **state)
 {
 	static const char *const bad[] = {
-		"\r\n",
-		"-5\r\nhello\r\n0\r\n\r\n",
-		"+5\r\nhello\r\n0\r\n\r\n",
-		" 5\r\nhello\r\n0\r\n\r\n",
-		"5 \r\nhello\r\n0\r\n\r\n",
-		"0x5\r\nhello\r\n0\r\n\r\n",
-		"g\r\n",
-		"5g\r\n",
-		";a\r\n",
-		"10000000000000000\r\n",
-		"00000000000000001\r\n",
-		"\xff\r\n",
+	        "\r\n",
+	        "-5\r\nhello\r\n0\r\n\r\n",
+	        "+5\r\nhello\r\n0\r\n\r\n",
+	        " 5\r\nhello\r\n0\r\n\r\n",
+	        "5 \r\nhello\r\n0\r\n\r\n",
+	        "0x5\r\nhello\r\n0\r\n\r\n",
+	        "g\r\n",
+	        "5g\r\n",
+	        ";a\r\n",
+	        "10000000000000000\r\n",
+	        "00000000000000001\r\n",
+	        "\xff\r\n",
 	};
 	size_t i;
 
@@ -295,16 +296,25 @@ static void test_bad_size(void **state)
 static void test_bad_extension(void **state)
 {
 	static const char *const bad[] = {
-		"5;\r\nhello\r\n0\r\n\r\n",    "5;=b\r\nhello\r\n0\r\n\r\n",
-		"5;a=\r\nhello\r\n0\r\n\r\n",  "5;a=b c\r\nhello\r\n0\r\n\r\n",
-		"5;a b\r\nhello\r\n0\r\n\r\n", "5;a \r\nhello\r\n0\r\n\r\n",
-		"5;a=b \r\n",		       "5;a=\"b\" \r\n",
-		"5;a=\"b\"c\r\n",	       "5;a=\"b\r\n\"\r\n",
-		"5;a=\"\x01\"\r\n",	       "5;a=\"\\\x01\"\r\n",
-		"5;a\x01\r\n",		       "5;a=b\x7f\r\n",
-		"5;a=(b)\r\n",		       "5;a==b\r\n",
-		"5;;\r\n",		       "5,a\r\n",
-		"5;a=b,c\r\n",
+	        "5;\r\nhello\r\n0\r\n\r\n",
+	        "5;=b\r\nhello\r\n0\r\n\r\n",
+	        "5;a=\r\nhello\r\n0\r\n\r\n",
+	        "5;a=b c\r\nhello\r\n0\r\n\r\n",
+	        "5;a b\r\nhello\r\n0\r\n\r\n",
+	        "5;a \r\nhello\r\n0\r\n\r\n",
+	        "5;a=b \r\n",
+	        "5;a=\"b\" \r\n",
+	        "5;a=\"b\"c\r\n",
+	        "5;a=\"b\r\n\"\r\n",
+	        "5;a=\"\x01\"\r\n",
+	        "5;a=\"\\\x01\"\r\n",
+	        "5;a\x01\r\n",
+	        "5;a=b\x7f\r\n",
+	        "5;a=(b)\r\n",
+	        "5;a==b\r\n",
+	        "5;;\r\n",
+	        "5,a\r\n",
+	        "5;a=b,c\r\n",
 	};
 	size_t i;
 
@@ -316,10 +326,14 @@ static void test_bad_extension(void **state)
 static void test_bad_crlf(void **state)
 {
 	static const char *const bad[] = {
-		"5\nhello\r\n0\r\n\r\n",    "5\rhello\r\n0\r\n\r\n",    "5\r\nhello\n0\r\n\r\n",
-		"5\r\nhello\r0\r\n\r\n",    "5\r\nhelloX\r\n0\r\n\r\n", "5\r\nhell\r\n0\r\n\r\n",
-		"5\r\nhello\r\n0\n\r\n",    "5\r\nhello\r\n0\r\n\n",    "5\r\nhello\r\n0\r\n\rx",
-		"5;a=b\nhello\r\n0\r\n\r\n", "5;a\nhello\r\n",		 "5\r\nhello\r\n\r\n",
+	        "5\nhello\r\n0\r\n\r\n",    "5\rhello\r\n0\r\n\r\n",
+	        "5\r\nhello\n0\r\n\r\n",    "5\r\nhello\r0\r\n\r\n",
+	        "5\r\nhelloX\r\n0\r\n\r\n", "5\r\nhell\r\n0\r\n\r\n",
+	        "5\r\nhello\r\n0\n\r\n",    "5\r\nhello\r\n0\r\n\n",
+	        "5\r\nhello\r\n0\r\n\rx",   "5;a=b\nhello\r\n0\r\n\r\n",
+	        "5;a\nhello\r\n",           "5\rXhello\r\n0\r\n\r\n",
+	        "5\r\nhello\rX0\r\n\r\n",   "0\r\n\rX",
+	        "0\r\nA: b\rXC: d\r\n\r\n", "5\r\nhello\r\n\r\n",
 	};
 	size_t i;
 
@@ -331,10 +345,10 @@ static void test_bad_crlf(void **state)
 static void test_bad_trailer(void **state)
 {
 	static const char *const bad[] = {
-		"0\r\nX: a\r\n b\r\n\r\n", "0\r\n X: a\r\n\r\n",  "0\r\nX : a\r\n\r\n",
-		"0\r\n: a\r\n\r\n",	   "0\r\nX(: a\r\n\r\n",  "0\r\nX: a\nY: b\r\n\r\n",
-		"0\r\nX: a\r\n\n",	   "0\r\nX: a\rb\r\n\r\n", "0\r\nX: \x01\r\n\r\n",
-		"0\r\nX: \x7f\r\n\r\n",	   "0\r\nX\r\n\r\n",	   "0\r\n\xe9: a\r\n\r\n",
+	        "0\r\nX: a\r\n b\r\n\r\n", "0\r\n X: a\r\n\r\n",   "0\r\nX : a\r\n\r\n",
+	        "0\r\n: a\r\n\r\n",        "0\r\nX(: a\r\n\r\n",   "0\r\nX: a\nY: b\r\n\r\n",
+	        "0\r\nX: a\r\n\n",         "0\r\nX: a\rb\r\n\r\n", "0\r\nX: \x01\r\n\r\n",
+	        "0\r\nX: \x7f\r\n\r\n",    "0\r\nX\r\n\r\n",       "0\r\n\xe9: a\r\n\r\n",
 	};
 	static const char nul[] = "0\r\nX: a\0b\r\n\r\n";
 	struct moat_http_chunked c;
@@ -347,7 +361,7 @@ static void test_bad_trailer(void **state)
 		refused(bad[i]);
 	moat_http_chunked_init(&c, MAX_LINE, MAX_TRAILER);
 	assert_int_equal(moat_http_chunked_decode(&c, nul, sizeof(nul) - 1, &used, &data, &err),
-			 MOAT_EINVAL);
+	                 MOAT_EINVAL);
 }
 
 static void test_line_limit(void **state)
@@ -420,28 +434,28 @@ static void test_error_sticky(void **state)
 	assert_int_equal(moat_http_chunked_decode(&c, "z", 1, &used, &data, &err), MOAT_EINVAL);
 	assert_non_null(err);
 	assert_int_equal(moat_http_chunked_decode(&c, "0\r\n\r\n", 5, &used, &data, &err),
-			 MOAT_EINVAL);
+	                 MOAT_EINVAL);
 	assert_non_null(err);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_simple),
-		cmocka_unit_test(test_extensions),
-		cmocka_unit_test(test_trailers),
-		cmocka_unit_test(test_bytewise_large),
-		cmocka_unit_test(test_big_chunk_one_slice),
-		cmocka_unit_test(test_consumed_counts),
-		cmocka_unit_test(test_zeroed_state),
-		cmocka_unit_test(test_incomplete),
-		cmocka_unit_test(test_bad_size),
-		cmocka_unit_test(test_bad_extension),
-		cmocka_unit_test(test_bad_crlf),
-		cmocka_unit_test(test_bad_trailer),
-		cmocka_unit_test(test_line_limit),
-		cmocka_unit_test(test_trailer_limit),
-		cmocka_unit_test(test_error_sticky),
+	        cmocka_unit_test(test_simple),
+	        cmocka_unit_test(test_extensions),
+	        cmocka_unit_test(test_trailers),
+	        cmocka_unit_test(test_bytewise_large),
+	        cmocka_unit_test(test_big_chunk_one_slice),
+	        cmocka_unit_test(test_consumed_counts),
+	        cmocka_unit_test(test_zeroed_state),
+	        cmocka_unit_test(test_incomplete),
+	        cmocka_unit_test(test_bad_size),
+	        cmocka_unit_test(test_bad_extension),
+	        cmocka_unit_test(test_bad_crlf),
+	        cmocka_unit_test(test_bad_trailer),
+	        cmocka_unit_test(test_line_limit),
+	        cmocka_unit_test(test_trailer_limit),
+	        cmocka_unit_test(test_error_sticky),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

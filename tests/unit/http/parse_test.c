@@ -52,7 +52,7 @@ static void refused(const char *s, int status)
 
 	if (r != MOAT_EINVAL || req.error_status != status)
 		fail_msg("%s: got %d status %d (%s), want status %d", s, r, req.error_status,
-			 err ? err : "-", status);
+		         err ? err : "-", status);
 	assert_non_null(err);
 }
 
@@ -140,10 +140,11 @@ static void test_post_length_max(void **state)
 {
 	(void)state;
 	assert_int_equal(
-		parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"),
-		MOAT_OK);
+	        parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"),
+	        MOAT_OK);
 	assert_true(req.content_length == UINT64_MAX);
-	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n"), MOAT_OK);
+	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n"),
+	                 MOAT_OK);
 	assert_int_equal(req.content_length, 7);
 }
 
@@ -151,8 +152,8 @@ static void test_post_length_duplicate_identical(void **state)
 {
 	(void)state;
 	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
-			       "Content-Length: 5\r\n\r\n"),
-			 MOAT_OK);
+	                       "Content-Length: 5\r\n\r\n"),
+	                 MOAT_OK);
 	assert_int_equal(req.framing, MOAT_BODY_LENGTH);
 	assert_int_equal(req.content_length, 5);
 }
@@ -161,11 +162,12 @@ static void test_post_chunked(void **state)
 {
 	(void)state;
 	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_int_equal(req.framing, MOAT_BODY_CHUNKED);
 	assert_int_equal(req.headers[1].flags, MOAT_HDR_HOP);
-	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:  ChUnKeD \r\n\r\n"),
-			 MOAT_OK);
+	assert_int_equal(
+	        parse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:  ChUnKeD \r\n\r\n"),
+	        MOAT_OK);
 	assert_int_equal(req.framing, MOAT_BODY_CHUNKED);
 }
 
@@ -184,7 +186,7 @@ static void test_connect(void **state)
 {
 	(void)state;
 	assert_int_equal(parse("CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n"),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_true(req.is_connect);
 	assert_slice(req.target, "h.example:443");
 	assert_int_equal(req.path.len, 0);
@@ -215,8 +217,8 @@ static void test_absolute_form(void **state)
 {
 	(void)state;
 	assert_int_equal(parse("GET http://Example.com:8080/p/q?a=b HTTP/1.1\r\n"
-			       "Host: example.com:8080\r\n\r\n"),
-			 MOAT_OK);
+	                       "Host: example.com:8080\r\n\r\n"),
+	                 MOAT_OK);
 	assert_slice(req.path, "/p/q");
 	assert_slice(req.query, "a=b");
 	assert_slice(req.host, "Example.com:8080");
@@ -244,8 +246,9 @@ static void test_http10(void **state)
 	assert_int_equal(req.host.len, 0);
 	assert_int_equal(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"), MOAT_OK);
 	assert_true(req.keep_alive);
-	assert_int_equal(parse("GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n"),
-			 MOAT_OK);
+	assert_int_equal(
+	        parse("GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n"),
+	        MOAT_OK);
 	assert_false(req.keep_alive);
 	assert_slice(req.host, "h");
 }
@@ -258,11 +261,11 @@ static void test_keep_alive(void **state)
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: CLOSE\r\n\r\n"), MOAT_OK);
 	assert_false(req.keep_alive);
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: ,,keep-alive ,\r\n\r\n"),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_true(req.keep_alive);
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
-			       "Connection: close\r\n\r\n"),
-			 MOAT_OK);
+	                       "Connection: close\r\n\r\n"),
+	                 MOAT_OK);
 	assert_false(req.keep_alive);
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection:\r\n\r\n"), MOAT_OK);
 	assert_true(req.keep_alive);
@@ -274,55 +277,55 @@ static void test_flags(void **state)
 		const char *name;
 		unsigned flags;
 	} want[] = {
-		{"Host", MOAT_HDR_HOST},
-		{"Connection", MOAT_HDR_HOP},
-		{"Keep-Alive", MOAT_HDR_HOP},
-		{"Proxy-Connection", MOAT_HDR_HOP},
-		{"TE", MOAT_HDR_HOP},
-		{"Trailer", MOAT_HDR_HOP},
-		{"Upgrade", MOAT_HDR_HOP},
-		{"Proxy-Authorization", MOAT_HDR_HOP},
-		{"Proxy-Authenticate", MOAT_HDR_HOP},
-		{"X-Custom", MOAT_HDR_HOP},
-		{"x-other", MOAT_HDR_HOP},
-		{"X-Forwarded-For", MOAT_HDR_SPOOF | MOAT_HDR_HOP},
-		{"Forwarded", MOAT_HDR_SPOOF},
-		{"X-Forwarded-Proto", MOAT_HDR_SPOOF},
-		{"X-Real-IP", MOAT_HDR_SPOOF},
-		{"Moat-Device-Id", MOAT_HDR_SPOOF},
-		{"X-Client-Cert", MOAT_HDR_SPOOF},
-		{"X-Client-Cert-Chain", MOAT_HDR_SPOOF},
-		{"Content-Length", MOAT_HDR_CONTENT_LENGTH},
-		{"Accept", 0},
-		{"X-Forwarded", 0},
-		{"Moat", 0},
-		{"X-Customer", 0},
+	        {"Host", MOAT_HDR_HOST},
+	        {"Connection", MOAT_HDR_HOP},
+	        {"Keep-Alive", MOAT_HDR_HOP},
+	        {"Proxy-Connection", MOAT_HDR_HOP},
+	        {"TE", MOAT_HDR_HOP},
+	        {"Trailer", MOAT_HDR_HOP},
+	        {"Upgrade", MOAT_HDR_HOP},
+	        {"Proxy-Authorization", MOAT_HDR_HOP},
+	        {"Proxy-Authenticate", MOAT_HDR_HOP},
+	        {"X-Custom", MOAT_HDR_HOP},
+	        {"x-other", MOAT_HDR_HOP},
+	        {"X-Forwarded-For", MOAT_HDR_SPOOF | MOAT_HDR_HOP},
+	        {"Forwarded", MOAT_HDR_SPOOF},
+	        {"X-Forwarded-Proto", MOAT_HDR_SPOOF},
+	        {"X-Real-IP", MOAT_HDR_SPOOF},
+	        {"Moat-Device-Id", MOAT_HDR_SPOOF},
+	        {"X-Client-Cert", MOAT_HDR_SPOOF},
+	        {"X-Client-Cert-Chain", MOAT_HDR_SPOOF},
+	        {"Content-Length", MOAT_HDR_CONTENT_LENGTH},
+	        {"Accept", 0},
+	        {"X-Forwarded", 0},
+	        {"Moat", 0},
+	        {"X-Customer", 0},
 	};
 	const char *s = "POST / HTTP/1.1\r\n"
-			"Host: h\r\n"
-			"Connection: x-custom, X-OTHER ,x-forwarded-for\r\n"
-			"Keep-Alive: timeout=5\r\n"
-			"Proxy-Connection: x\r\n"
-			"TE: trailers\r\n"
-			"Trailer: x\r\n"
-			"Upgrade: websocket\r\n"
-			"Proxy-Authorization: x\r\n"
-			"Proxy-Authenticate: x\r\n"
-			"X-Custom: 1\r\n"
-			"x-other: 1\r\n"
-			"X-Forwarded-For: 1.2.3.4\r\n"
-			"Forwarded: for=1.2.3.4\r\n"
-			"X-Forwarded-Proto: https\r\n"
-			"X-Real-IP: 1.2.3.4\r\n"
-			"Moat-Device-Id: dev\r\n"
-			"X-Client-Cert: x\r\n"
-			"X-Client-Cert-Chain: x\r\n"
-			"Content-Length: 3\r\n"
-			"Accept: */*\r\n"
-			"X-Forwarded: x\r\n"
-			"Moat: x\r\n"
-			"X-Customer: x\r\n"
-			"\r\n";
+	                "Host: h\r\n"
+	                "Connection: x-custom, X-OTHER ,x-forwarded-for\r\n"
+	                "Keep-Alive: timeout=5\r\n"
+	                "Proxy-Connection: x\r\n"
+	                "TE: trailers\r\n"
+	                "Trailer: x\r\n"
+	                "Upgrade: websocket\r\n"
+	                "Proxy-Authorization: x\r\n"
+	                "Proxy-Authenticate: x\r\n"
+	                "X-Custom: 1\r\n"
+	                "x-other: 1\r\n"
+	                "X-Forwarded-For: 1.2.3.4\r\n"
+	                "Forwarded: for=1.2.3.4\r\n"
+	                "X-Forwarded-Proto: https\r\n"
+	                "X-Real-IP: 1.2.3.4\r\n"
+	                "Moat-Device-Id: dev\r\n"
+	                "X-Client-Cert: x\r\n"
+	                "X-Client-Cert-Chain: x\r\n"
+	                "Content-Length: 3\r\n"
+	                "Accept: */*\r\n"
+	                "X-Forwarded: x\r\n"
+	                "Moat: x\r\n"
+	                "X-Customer: x\r\n"
+	                "\r\n";
 	size_t i, j;
 
 	(void)state;
@@ -344,8 +347,8 @@ static void test_values(void **state)
 {
 	(void)state;
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost:h\r\nA:  \t v \t x\t \r\nB:\r\n"
-			       "C:   \r\nD: \xc3\xa9t\xff\r\n\r\n"),
-			 MOAT_OK);
+	                       "C:   \r\nD: \xc3\xa9t\xff\r\n\r\n"),
+	                 MOAT_OK);
 	assert_slice(req.headers[0].value, "h");
 	assert_slice(req.headers[1].value, "v \t x");
 	assert_int_equal(req.headers[2].value.len, 0);
@@ -369,8 +372,8 @@ static void test_leading_empty_lines(void **state)
 static void test_pipelined(void **state)
 {
 	const char *s = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
-			"POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab"
-			"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n";
+	                "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab"
+	                "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n";
 	size_t off = 0, n = strlen(s);
 
 	(void)state;
@@ -392,8 +395,8 @@ static void test_expect(void **state)
 {
 	(void)state;
 	assert_int_equal(parse("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\n"
-			       "Content-Length: 1\r\n\r\n"),
-			 MOAT_OK);
+	                       "Content-Length: 1\r\n\r\n"),
+	                 MOAT_OK);
 	assert_true(req.expect_continue);
 	assert_int_equal(parse("PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"), MOAT_OK);
 	assert_false(req.expect_continue);
@@ -402,12 +405,12 @@ static void test_expect(void **state)
 static void test_bytewise(void **state)
 {
 	static const char *const ok[] = {
-		"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-		"\r\nPOST /x?y HTTP/1.1\r\nHost: h:1\r\nContent-Length: 10\r\nA: b c\r\n\r\n",
-		"GET http://h/p HTTP/1.1\r\nHost: h\r\nConnection: close, x\r\nX: y\r\n\r\n",
-		("PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
-		 "Expect: 100-continue\r\n\r\n"),
-		"GET / HTTP/1.0\r\n\r\n",
+	        "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+	        "\r\nPOST /x?y HTTP/1.1\r\nHost: h:1\r\nContent-Length: 10\r\nA: b c\r\n\r\n",
+	        "GET http://h/p HTTP/1.1\r\nHost: h\r\nConnection: close, x\r\nX: y\r\n\r\n",
+	        ("PUT /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+	         "Expect: 100-continue\r\n\r\n"),
+	        "GET / HTTP/1.0\r\n\r\n",
 	};
 	size_t i;
 
@@ -416,7 +419,7 @@ static void test_bytewise(void **state)
 		accepted_bytewise(ok[i], strlen(ok[i]));
 	/* with a body following: still EAGAIN until the empty line */
 	accepted_bytewise("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
-			  strlen("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"));
+	                  strlen("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"));
 }
 
 static void test_null_limits(void **state)
@@ -435,53 +438,65 @@ static void test_cl_te(void **state)
 {
 	(void)state;
 	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
-		"Transfer-Encoding: chunked\r\n\r\n",
-		400);
+	        "Transfer-Encoding: chunked\r\n\r\n",
+	        400);
 	refused("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
-		"Content-Length: 5\r\n\r\n",
-		400);
+	        "Content-Length: 5\r\n\r\n",
+	        400);
 }
 
 static void test_bad_content_length(void **state)
 {
 	static const char *const bad[] = {
-		"", "abc", "-1", "+1", "1 2", "1,1", "1, 1", "0x10", "1.0", "18446744073709551616",
-		"99999999999999999999999", "\xff",
-	};
-	size_t i;
-
-	(void)state;
-	for (i = 0; i < MOAT_ARRAY_LEN(bad); i++) {
-		snprintf(buf, sizeof(buf), "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %s\r\n\r\n",
-			 bad[i]);
-		refused(buf, 400);
-	}
-	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-		400);
-	/* same number, different spelling: refused, we compare what was sent */
-	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n",
-		400);
-	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: x\r\n\r\n",
-		400);
-}
-
-static void test_bad_transfer_encoding(void **state)
-{
-	static const char *const bad[] = {
-		"chunked, chunked", "gzip, chunked", "chunked, gzip", "identity", "gzip", "",
-		"chunked;q=1", "chunked,", ",chunked", "chunke", "\"chunked\"", "chunked x",
+	        "",
+	        "abc",
+	        "-1",
+	        "+1",
+	        "1 2",
+	        "1,1",
+	        "1, 1",
+	        "0x10",
+	        "1.0",
+	        "18446744073709551616",
+	        "99999999999999999999999",
+	        "\xff",
 	};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < MOAT_ARRAY_LEN(bad); i++) {
 		snprintf(buf, sizeof(buf),
-			 "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", bad[i]);
+		         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %s\r\n\r\n", bad[i]);
+		refused(buf, 400);
+	}
+	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+	        400);
+	/* same number, different spelling: refused, we compare what was sent */
+	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n",
+	        400);
+	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: x\r\n\r\n",
+	        400);
+}
+
+static void test_bad_transfer_encoding(void **state)
+{
+	static const char *const bad[] = {
+	        "chunked, chunked", "gzip, chunked", "chunked, gzip",
+	        "identity",         "gzip",          "",
+	        "chunked;q=1",      "chunked,",      ",chunked",
+	        "chunke",           "\"chunked\"",   "chunked x",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < MOAT_ARRAY_LEN(bad); i++) {
+		snprintf(buf, sizeof(buf),
+		         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n", bad[i]);
 		refused(buf, 400);
 	}
 	refused("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
-		"Transfer-Encoding: chunked\r\n\r\n",
-		400);
+	        "Transfer-Encoding: chunked\r\n\r\n",
+	        400);
 	refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
 }
 
@@ -518,8 +533,8 @@ static void test_bare_cr(void **state)
 static void test_bad_header_name(void **state)
 {
 	static const char *const bad[] = {
-		": empty", "Fo o: x", "Fo\"o: x", "Foo@: x", "F(o): x", "Fo/o: x", "\x01X: x",
-		"X\x7f: x", "\xc3\xa9: x", "[x]: x", "Foo", "Foo=bar",
+	        ": empty",  "Fo o: x",  "Fo\"o: x",    "Foo@: x", "F(o): x", "Fo/o: x",
+	        "\x01X: x", "X\x7f: x", "\xc3\xa9: x", "[x]: x",  "Foo",     "Foo=bar",
 	};
 	size_t i;
 
@@ -569,31 +584,31 @@ static void test_bad_method(void **state)
 static void test_bad_target(void **state)
 {
 	static const char *const bad[] = {
-		"GET  / HTTP/1.1",	     /* empty target */
-		"GET /a b HTTP/1.1",	     /* space in target */
-		"GET /a\tb HTTP/1.1",	     /* HTAB in target */
-		"GET /\x01 HTTP/1.1",	     /* CTL */
-		"GET /\x7f HTTP/1.1",	     /* DEL */
-		"GET /\xc3\xa9 HTTP/1.1",    /* obs-text */
-		"GET /a#frag HTTP/1.1",	     /* fragment */
-		"GET a/b HTTP/1.1",	     /* relative */
-		"GET * HTTP/1.1",	     /* asterisk outside OPTIONS */
-		"CONNECT / HTTP/1.1",	     /* CONNECT needs authority-form */
-		"CONNECT h HTTP/1.1",	     /* port required */
-		"CONNECT http://h/ HTTP/1.1",
-		"GET h:80 HTTP/1.1",	     /* authority-form outside CONNECT */
-		"GET ftp://h/ HTTP/1.1",     /* scheme */
-		"GET http:/h/ HTTP/1.1",
-		"GET http:// HTTP/1.1",	     /* empty authority */
-		"GET http:///p HTTP/1.1",
-		"GET http://u@h/ HTTP/1.1",  /* userinfo */
-		"GET http://h:x/ HTTP/1.1",  /* port */
-		"GET http://h:123456/ HTTP/1.1",
-		"GET http://h%41/ HTTP/1.1", /* percent-encoded host */
-		"GET http://[]/ HTTP/1.1",
-		"GET http://[::1/ HTTP/1.1",
-		"GET / / HTTP/1.1",
-		"GET / HTTP/1.1 x",
+	        "GET  / HTTP/1.1", /* empty target */
+	        "GET /a b HTTP/1.1", /* space in target */
+	        "GET /a\tb HTTP/1.1", /* HTAB in target */
+	        "GET /\x01 HTTP/1.1", /* CTL */
+	        "GET /\x7f HTTP/1.1", /* DEL */
+	        "GET /\xc3\xa9 HTTP/1.1", /* obs-text */
+	        "GET /a#frag HTTP/1.1", /* fragment */
+	        "GET a/b HTTP/1.1", /* relative */
+	        "GET * HTTP/1.1", /* asterisk outside OPTIONS */
+	        "CONNECT / HTTP/1.1", /* CONNECT needs authority-form */
+	        "CONNECT h HTTP/1.1", /* port required */
+	        "CONNECT http://h/ HTTP/1.1",
+	        "GET h:80 HTTP/1.1", /* authority-form outside CONNECT */
+	        "GET ftp://h/ HTTP/1.1", /* scheme */
+	        "GET http:/h/ HTTP/1.1",
+	        "GET http:// HTTP/1.1", /* empty authority */
+	        "GET http:///p HTTP/1.1",
+	        "GET http://u@h/ HTTP/1.1", /* userinfo */
+	        "GET http://h:x/ HTTP/1.1", /* port */
+	        "GET http://h:123456/ HTTP/1.1",
+	        "GET http://h%41/ HTTP/1.1", /* percent-encoded host */
+	        "GET http://[]/ HTTP/1.1",
+	        "GET http://[::1/ HTTP/1.1",
+	        "GET / / HTTP/1.1",
+	        "GET / HTTP/1.1 x",
 	};
 	size_t i;
 
@@ -607,8 +622,8 @@ static void test_bad_target(void **state)
 static void test_bad_version(void **state)
 {
 	static const char *const bad[] = {
-		"http/1.1", "HTTP/1",	"HTTP/1.", "HTTP/1.10", "HTTP/11.1", "HTTP/1.1 ",
-		"HTTP 1.1", "HTTPS/1.1", "HTTP/1,1", "HTTP/a.1",  "HTTP/1.1\t", "",
+	        "http/1.1", "HTTP/1",    "HTTP/1.",  "HTTP/1.10", "HTTP/11.1",  "HTTP/1.1 ",
+	        "HTTP 1.1", "HTTPS/1.1", "HTTP/1,1", "HTTP/a.1",  "HTTP/1.1\t", "",
 	};
 	size_t i;
 
@@ -627,8 +642,8 @@ static void test_bad_version(void **state)
 static void test_bad_host(void **state)
 {
 	static const char *const bad[] = {
-		"a b", "a/b", "a@b", "h:", "h:x", "h:123456", ":80", "[::1", "[]", "[g::1]",
-		"h:80:80", "a,b", "h%20", "h\xc3\xa9",
+	        "a b",  "a/b", "a@b",    "h:",      "h:x", "h:123456", ":80",
+	        "[::1", "[]",  "[g::1]", "h:80:80", "a,b", "h%20",     "h\xc3\xa9",
 	};
 	size_t i;
 
@@ -659,8 +674,8 @@ static void test_bad_connection(void **state)
 	refused("GET / HTTP/1.1\r\nHost: h\r\nConnection: \"close\"\r\n\r\n", 400);
 	refused("GET / HTTP/1.1\r\nHost: h\r\nConnection: host\r\n\r\n", 400);
 	refused("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
-		"Connection: Content-Length\r\n\r\n",
-		400);
+	        "Connection: Content-Length\r\n\r\n",
+	        400);
 }
 
 static void test_bad_expect(void **state)
@@ -725,6 +740,21 @@ static void test_request_line_limit(void **state)
 	request_line(buf + 2, LINE_MAX_TEST);
 	strcat(buf, "Host: h\r\n\r\n");
 	assert_int_equal(parse(buf), MOAT_OK);
+}
+
+static void test_head_limit_below_line_limit(void **state)
+{
+	const struct moat_http_limits small_head = {1024, 64, 8};
+
+	(void)state;
+	/* the request line alone passes the head limit: 431, the head is what is too large */
+	request_line(buf, 100);
+	strcat(buf, "Host: h\r\n\r\n");
+	assert_int_equal(parse_n(buf, strlen(buf), &small_head), MOAT_EINVAL);
+	assert_int_equal(req.error_status, 431);
+	assert_int_equal(parse_n(buf, 64, &small_head), MOAT_EINVAL);
+	assert_int_equal(req.error_status, 431);
+	assert_int_equal(parse_n(buf, 63, &small_head), MOAT_EAGAIN);
 }
 
 /* A head of exactly n bytes: request line, Host, one padding header, empty line. */
@@ -813,10 +843,10 @@ static void test_header_count_limit(void **state)
 static void test_refusal_is_stable(void **state)
 {
 	static const char *const bad[] = {
-		"GET / HTTP/1.1\r\nHost: h\r\nX\n",
-		"GET /\x01",
-		"GET / HTTP/1.1\r\n ",
-		"GE(",
+	        "GET / HTTP/1.1\r\nHost: h\r\nX\n",
+	        "GET /\x01",
+	        "GET / HTTP/1.1\r\n ",
+	        "GE(",
 	};
 	size_t i, k;
 
@@ -856,7 +886,7 @@ static void test_response_chunked(void **state)
 {
 	(void)state;
 	assert_int_equal(parse_res("HTTP/1.1 201 Created\r\nTransfer-Encoding: Chunked\r\n\r\n", 0),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_int_equal(res.framing, MOAT_BODY_CHUNKED);
 	assert_true(res.keep_alive);
 	assert_int_equal(res.headers[0].flags, MOAT_HDR_HOP);
@@ -866,10 +896,11 @@ static void test_response_until_close(void **state)
 {
 	(void)state;
 	assert_int_equal(parse_res("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", 0),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_int_equal(res.framing, MOAT_BODY_UNTIL_CLOSE);
 	assert_false(res.keep_alive);
-	assert_int_equal(parse_res("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", 0), MOAT_OK);
+	assert_int_equal(parse_res("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", 0),
+	                 MOAT_OK);
 	assert_int_equal(res.framing, MOAT_BODY_UNTIL_CLOSE);
 	assert_false(res.keep_alive);
 }
@@ -877,13 +908,14 @@ static void test_response_until_close(void **state)
 static void test_response_no_body(void **state)
 {
 	static const char *const none[] = {
-		"HTTP/1.1 100 Continue\r\n\r\n",
-		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-		"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
-		"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
-		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
-		"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.1 204 No Content\r\n\r\n",
+	        "HTTP/1.1 100 Continue\r\n\r\n",
+	        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+	        "upgrade\r\n\r\n",
+	        "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
+	        "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
+	        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+	        "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        "HTTP/1.1 204 No Content\r\n\r\n",
 	};
 	size_t i;
 
@@ -896,7 +928,7 @@ static void test_response_no_body(void **state)
 	assert_int_equal(parse_res("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 1), MOAT_OK);
 	assert_int_equal(res.framing, MOAT_BODY_NONE);
 	assert_int_equal(parse_res("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1),
-			 MOAT_OK);
+	                 MOAT_OK);
 	assert_int_equal(res.framing, MOAT_BODY_NONE);
 	assert_int_equal(parse_res("HTTP/1.1 200 OK\r\n\r\n", 1), MOAT_OK);
 	assert_int_equal(res.framing, MOAT_BODY_NONE);
@@ -907,17 +939,17 @@ static void test_response_keep_alive(void **state)
 {
 	(void)state;
 	assert_int_equal(parse_res("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n"
-				   "\r\n",
-				   0),
-			 MOAT_OK);
+	                           "\r\n",
+	                           0),
+	                 MOAT_OK);
 	assert_false(res.keep_alive);
 	assert_int_equal(parse_res("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 0), MOAT_OK);
 	assert_false(res.keep_alive);
 	assert_int_equal(res.minor, 0);
 	assert_int_equal(parse_res("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n"
-				   "Connection: Keep-Alive\r\n\r\n",
-				   0),
-			 MOAT_OK);
+	                           "Connection: Keep-Alive\r\n\r\n",
+	                           0),
+	                 MOAT_OK);
 	assert_true(res.keep_alive);
 }
 
@@ -950,51 +982,53 @@ static void test_response_bytewise(void **state)
 static void test_response_bad(void **state)
 {
 	static const char *const bad[] = {
-		"HTTP/1.1 20 OK\r\n\r\n",
-		"HTTP/1.1 2000 OK\r\n\r\n",
-		"HTTP/1.1 099 Low\r\n\r\n",
-		"HTTP/1.1 600 High\r\n\r\n",
-		"HTTP/1.1 000 Zero\r\n\r\n",
-		"HTTP/1.1 2x0 OK\r\n\r\n",
-		"HTTP/1.1  200 OK\r\n\r\n",
-		"HTTP/1.1\t200 OK\r\n\r\n",
-		"HTTP/1.1 200\tOK\r\n\r\n",
-		"HTTP/1.1 200 O\x01K\r\n\r\n",
-		"HTTP/1.1 200 O\x7fK\r\n\r\n",
-		"HTTP/2.0 200 OK\r\n\r\n",
-		"HTTP/1.2 200 OK\r\n\r\n",
-		"HTTP/0.9 200 OK\r\n\r\n",
-		"http/1.1 200 OK\r\n\r\n",
-		"HTTP/1.1 200 OK\n\r\n",
-		"HTTP/1.1 200 OK\r\nA: b\n\r\n",
-		"HTTP/1.1 200 OK\r\nA: b\r\n\n",
-		"HTTP/1.1 200 OK\rA: b\r\n\r\n",
-		"\r\nHTTP/1.1 200 OK\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nA : b\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nA(: b\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nA: \x01\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.1 204 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nConnection: a;b\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 1\r\n\r\n",
+	        "HTTP/1.1 20 OK\r\n\r\n",
+	        "HTTP/1.1 2000 OK\r\n\r\n",
+	        "HTTP/1.1 099 Low\r\n\r\n",
+	        "HTTP/1.1 600 High\r\n\r\n",
+	        "HTTP/1.1 000 Zero\r\n\r\n",
+	        "HTTP/1.1 2x0 OK\r\n\r\n",
+	        "HTTP/1.1  200 OK\r\n\r\n",
+	        "HTTP/1.1\t200 OK\r\n\r\n",
+	        "HTTP/1.1 200\tOK\r\n\r\n",
+	        "HTTP/1.1 200 O\x01K\r\n\r\n",
+	        "HTTP/1.1 200 O\x7fK\r\n\r\n",
+	        "HTTP/2.0 200 OK\r\n\r\n",
+	        "HTTP/1.2 200 OK\r\n\r\n",
+	        "HTTP/0.9 200 OK\r\n\r\n",
+	        "http/1.1 200 OK\r\n\r\n",
+	        "HTTP/1.1 200 OK\n\r\n",
+	        "HTTP/1.1 200 OK\r\nA: b\n\r\n",
+	        "HTTP/1.1 200 OK\r\nA: b\r\n\n",
+	        "HTTP/1.1 200 OK\rA: b\r\n\r\n",
+	        "\r\nHTTP/1.1 200 OK\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nA : b\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nA(: b\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nA: \x01\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        "HTTP/1.1 204 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+	        "chunked\r\n\r\n",
+	        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nConnection: a;b\r\n\r\n",
+	        "HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 1\r\n\r\n",
 	};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < MOAT_ARRAY_LEN(bad); i++)
 		refused_res(bad[i], 0);
-	refused_res("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 1);
+	refused_res("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+	            1);
 }
 
 static void test_response_limits(void **state)
@@ -1011,13 +1045,13 @@ static void test_response_limits(void **state)
 	assert_int_equal(parse_res(buf, 0), MOAT_OK);
 	assert_int_equal(res.head_len, HEAD_MAX_TEST);
 	assert_int_equal(moat_http_parse_response(buf, HEAD_MAX_TEST - 1, &lim, 0, &res, &err),
-			 MOAT_EAGAIN);
+	                 MOAT_EAGAIN);
 	memmove(buf + HEAD_MAX_TEST - 3, buf + HEAD_MAX_TEST - 4, 5);
 	buf[HEAD_MAX_TEST - 4] = 'v';
 	assert_int_equal(parse_res(buf, 0), MOAT_EINVAL);
 	assert_string_equal(err, "response head too large");
 	assert_int_equal(moat_http_parse_response(buf, HEAD_MAX_TEST, &lim, 0, &res, &err),
-			 MOAT_EINVAL);
+	                 MOAT_EINVAL);
 	assert_string_equal(err, "response head too large");
 
 	strcpy(buf, "HTTP/1.1 200 OK\r\n");
@@ -1078,58 +1112,59 @@ static void test_slice_eq_ci(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_get),
-		cmocka_unit_test(test_get_no_query),
-		cmocka_unit_test(test_post_length),
-		cmocka_unit_test(test_post_length_zero),
-		cmocka_unit_test(test_post_length_max),
-		cmocka_unit_test(test_post_length_duplicate_identical),
-		cmocka_unit_test(test_post_chunked),
-		cmocka_unit_test(test_head),
-		cmocka_unit_test(test_connect),
-		cmocka_unit_test(test_options_asterisk),
-		cmocka_unit_test(test_any_token_method),
-		cmocka_unit_test(test_absolute_form),
-		cmocka_unit_test(test_http10),
-		cmocka_unit_test(test_keep_alive),
-		cmocka_unit_test(test_flags),
-		cmocka_unit_test(test_values),
-		cmocka_unit_test(test_leading_empty_lines),
-		cmocka_unit_test(test_pipelined),
-		cmocka_unit_test(test_expect),
-		cmocka_unit_test(test_bytewise),
-		cmocka_unit_test(test_null_limits),
-		cmocka_unit_test(test_cl_te),
-		cmocka_unit_test(test_bad_content_length),
-		cmocka_unit_test(test_bad_transfer_encoding),
-		cmocka_unit_test(test_obs_fold),
-		cmocka_unit_test(test_bare_lf),
-		cmocka_unit_test(test_bare_cr),
-		cmocka_unit_test(test_bad_header_name),
-		cmocka_unit_test(test_bad_header_value),
-		cmocka_unit_test(test_bad_method),
-		cmocka_unit_test(test_bad_target),
-		cmocka_unit_test(test_bad_version),
-		cmocka_unit_test(test_bad_host),
-		cmocka_unit_test(test_bad_connection),
-		cmocka_unit_test(test_bad_expect),
-		cmocka_unit_test(test_too_many_empty_lines),
-		cmocka_unit_test(test_request_line_limit),
-		cmocka_unit_test(test_head_limit),
-		cmocka_unit_test(test_header_count_limit),
-		cmocka_unit_test(test_refusal_is_stable),
-		cmocka_unit_test(test_response_length),
-		cmocka_unit_test(test_response_chunked),
-		cmocka_unit_test(test_response_until_close),
-		cmocka_unit_test(test_response_no_body),
-		cmocka_unit_test(test_response_keep_alive),
-		cmocka_unit_test(test_response_reason),
-		cmocka_unit_test(test_response_bytewise),
-		cmocka_unit_test(test_response_bad),
-		cmocka_unit_test(test_response_limits),
-		cmocka_unit_test(test_header_find),
-		cmocka_unit_test(test_reason),
-		cmocka_unit_test(test_slice_eq_ci),
+	        cmocka_unit_test(test_get),
+	        cmocka_unit_test(test_get_no_query),
+	        cmocka_unit_test(test_post_length),
+	        cmocka_unit_test(test_post_length_zero),
+	        cmocka_unit_test(test_post_length_max),
+	        cmocka_unit_test(test_post_length_duplicate_identical),
+	        cmocka_unit_test(test_post_chunked),
+	        cmocka_unit_test(test_head),
+	        cmocka_unit_test(test_connect),
+	        cmocka_unit_test(test_options_asterisk),
+	        cmocka_unit_test(test_any_token_method),
+	        cmocka_unit_test(test_absolute_form),
+	        cmocka_unit_test(test_http10),
+	        cmocka_unit_test(test_keep_alive),
+	        cmocka_unit_test(test_flags),
+	        cmocka_unit_test(test_values),
+	        cmocka_unit_test(test_leading_empty_lines),
+	        cmocka_unit_test(test_pipelined),
+	        cmocka_unit_test(test_expect),
+	        cmocka_unit_test(test_bytewise),
+	        cmocka_unit_test(test_null_limits),
+	        cmocka_unit_test(test_cl_te),
+	        cmocka_unit_test(test_bad_content_length),
+	        cmocka_unit_test(test_bad_transfer_encoding),
+	        cmocka_unit_test(test_obs_fold),
+	        cmocka_unit_test(test_bare_lf),
+	        cmocka_unit_test(test_bare_cr),
+	        cmocka_unit_test(test_bad_header_name),
+	        cmocka_unit_test(test_bad_header_value),
+	        cmocka_unit_test(test_bad_method),
+	        cmocka_unit_test(test_bad_target),
+	        cmocka_unit_test(test_bad_version),
+	        cmocka_unit_test(test_bad_host),
+	        cmocka_unit_test(test_bad_connection),
+	        cmocka_unit_test(test_bad_expect),
+	        cmocka_unit_test(test_too_many_empty_lines),
+	        cmocka_unit_test(test_request_line_limit),
+	        cmocka_unit_test(test_head_limit),
+	        cmocka_unit_test(test_head_limit_below_line_limit),
+	        cmocka_unit_test(test_header_count_limit),
+	        cmocka_unit_test(test_refusal_is_stable),
+	        cmocka_unit_test(test_response_length),
+	        cmocka_unit_test(test_response_chunked),
+	        cmocka_unit_test(test_response_until_close),
+	        cmocka_unit_test(test_response_no_body),
+	        cmocka_unit_test(test_response_keep_alive),
+	        cmocka_unit_test(test_response_reason),
+	        cmocka_unit_test(test_response_bytewise),
+	        cmocka_unit_test(test_response_bad),
+	        cmocka_unit_test(test_response_limits),
+	        cmocka_unit_test(test_header_find),
+	        cmocka_unit_test(test_reason),
+	        cmocka_unit_test(test_slice_eq_ci),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
