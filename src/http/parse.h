@@ -41,6 +41,8 @@ enum moat_http_framing {
 	MOAT_BODY_UNTIL_CLOSE, /* responses only: the body ends when the origin closes */
 };
 
+/* A zero field (or a NULL limits pointer) means the built-in default: 8 KiB line, 32 KiB head,
+ * 100 header lines. */
 struct moat_http_limits {
 	size_t max_request_line; /* request line incl. CRLF; longer -> 414 */
 	size_t max_head; /* whole head incl. request line and final CRLF; longer -> 431 */
@@ -83,7 +85,8 @@ struct moat_http_response {
  * Parses a request head at the start of buf[0..len).
  * Returns MOAT_OK when the head is complete (req->head_len set), MOAT_EAGAIN when more bytes
  * are needed and no limit is exceeded yet, or MOAT_EINVAL with req->error_status (400, 414,
- * 431, 501, 505, 417) and *err set. Refused, among others: bare LF, obs-fold, whitespace before
+ * 431, 505, 417) and *err set. Any Transfer-Encoding other than exactly "chunked" is a 400:
+ * a proxy that cannot frame a body the way its origin will must not forward it. Refused, among others: bare LF, obs-fold, whitespace before
  * a colon, invalid names, NUL/CR/LF or other controls in values, Content-Length together with
  * Transfer-Encoding, differing or malformed Content-Length, a Transfer-Encoding that is not
  * exactly "chunked", Transfer-Encoding in HTTP/1.0, missing or repeated Host in HTTP/1.1.

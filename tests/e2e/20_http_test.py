@@ -353,6 +353,58 @@ def test_origin_reset_is_502(moatd, pyorigin, pki):
     json.loads(r.body)
 
 
+def test_origin_connect_timeout_is_504(moatd, pki):
+    """An origin whose accept queue is full never completes the TCP handshake."""
+    import socket as so
+    lsock = so.socket(so.AF_INET, so.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    try:
+        # fill the accept queue so that further SYNs are dropped
+        for _ in range(4):
+            f = so.socket(so.AF_INET, so.SOCK_STREAM)
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        moat = moatd(origin=f"http://127.0.0.1:{port}", moat={"origin_connect_timeout": "1s"})
+        with HTTPConn(moat, cert=pki.dev1, timeout=8) as c:
+            t0 = time.monotonic()
+            c.request("GET", "/blackhole")
+            r = c.response()
+            elapsed = time.monotonic() - t0
+    finally:
+        for f in fillers:
+            f.close()
+        lsock.close()
+    assert r.status in (502, 504), r
+    assert json.loads(r.body)["error"] in ("origin_timeout", "origin_unreachable"), r
+    assert 0.8 <= elapsed <= 2.5, f"answered after {elapsed:.2f}s, origin_connect_timeout=1s"
+
+
+def test_https_origin_verified_with_origin_ca(moatd, origin, pki, nginx_server):
+    moat = moatd(origin=f"https://127.0.0.1:{nginx_server.tls_port}",
+                 tenants={"alpha": {"origin_ca": str(pki.server_ca.cert)}})
+    r = curl(moat, "/over-tls", cert=pki.dev1)
+    assert r.status == 200, r
+    e = origin.one()
+    assert (e["scheme"], e["uri"], e["device"]) == ("https", "/over-tls", "dev-1")
+
+
+def test_https_origin_with_untrusted_certificate_is_502(moatd, origin, pki, nginx_server):
+    # the origin's certificate is not issued by the configured origin_ca
+    moat = moatd(origin=f"https://127.0.0.1:{nginx_server.tls_port}",
+                 tenants={"alpha": {"origin_ca": str(pki.alpha_ca.cert)}})
+    with HTTPConn(moat, cert=pki.dev1) as c:
+        c.request("GET", "/untrusted-origin")
+        r = c.response()
+    assert r.status == 502, r
+    json.loads(r.body)
+    origin.assert_quiet()
+
+
 def test_client_survives_an_origin_error(moatd, pyorigin, pki):
     """After a 502 the device can go on (on this connection or a new one)."""
     moat = moatd(origin=pyorigin.url)

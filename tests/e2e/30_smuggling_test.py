@@ -106,6 +106,8 @@ def test_refusal_does_not_poison_the_next_connection(moat, origin, pki):
         r = c.response()
     assert r.status == 200 and json.loads(r.body)["uri"] == "/clean"
     assert [e["uri"] for e in origin.wait_for(1)] == ["/clean"]
+    # the refused request is in the access log too
+    assert [a["status"] for a in moat.wait_access(2)] == [400, 200]
 
 
 @pytest.mark.parametrize("size", [b"0x10", b"-1", b"fffffffffffffffffffff", b"1 0", b"",

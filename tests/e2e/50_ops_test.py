@@ -125,6 +125,21 @@ def test_start_line(moat):
     assert f"127.0.0.1:{moat.port}" in line
 
 
+def test_workers_auto(moatd):
+    moat = moatd(moat={"workers": "auto"})
+    line = moat.wait_log(r"\bstarted\b", timeout=2)
+    assert f" {os.cpu_count()} workers" in line, line
+
+
+def test_log_level_error_hides_warnings(moatd, pki):
+    moat = moatd(moat={"log_level": "error"})
+    assert curl(moat, "/refused", cert=pki.expired).status == 0
+    assert curl(moat, "/fine", cert=pki.dev1).status == 200
+    time.sleep(0.3)
+    assert not [l for l in moat.log_lines() if "[warn]" in l or "[info]" in l], \
+        moat.log_lines()
+
+
 def test_pid_file(moat):
     assert moat.pid_file.read_text().strip() == str(moat.pid)
 
