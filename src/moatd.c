@@ -238,6 +238,7 @@ int main(int argc, char **argv)
 	struct moat_config *cfg = NULL;
 	struct moat_gen *g = NULL;
 	const char *err = NULL;
+	char *pid_file = NULL;
 	int opt, test_only = 0;
 	unsigned errors = 0;
 
@@ -300,8 +301,13 @@ int main(int argc, char **argv)
 		moat_gen_release(g);
 		return 0;
 	}
-	if (g->cfg->pid_file != NULL && write_pid_file(g->cfg->pid_file) < 0)
-		moat_log_warn("cannot write pid_file %s: %s", g->cfg->pid_file, strerror(errno));
+	if (g->cfg->pid_file != NULL) {
+		if (write_pid_file(g->cfg->pid_file) < 0)
+			moat_log_warn("cannot write pid_file %s: %s", g->cfg->pid_file,
+				      strerror(errno));
+		else
+			pid_file = moat_strdup(g->cfg->pid_file);
+	}
 
 	ctl.loop = uv_default_loop();
 	ctl.nworkers = g->cfg->workers;
@@ -332,10 +338,9 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < ctl.nworkers; i++)
 		moat_worker_join(&ctl.workers[i]);
 	moat_log_info("moatd stopped");
-	g = moat_gen_acquire_current(); /* the first generation may be long gone after reloads */
-	if (g != NULL && g->cfg->pid_file != NULL)
-		unlink(g->cfg->pid_file);
-	moat_gen_release(g);
+	if (pid_file != NULL) /* the file written at start, whatever reloads said since */
+		unlink(pid_file);
+	moat_free(pid_file);
 	moat_gen_unpublish();
 	moat_free(ctl.workers);
 	uv_loop_close(ctl.loop);

@@ -1564,7 +1564,7 @@ static char *read_line(char *str, int num, void *stream)
 		                : "");
 		return str;
 	}
-	if (delim == p || is_blank(p[0])) {
+	if (delim == p) {
 		problem(ld, "missing key name before '%c'", *delim);
 		return str;
 	}
@@ -1594,9 +1594,8 @@ static int on_pair(void *user, const char *section, const char *name, const char
 			}
 		}
 		problem(ld,
-		        "key \"%s\" comes before any section: keys go under [moat], [listener "
-		        "NAME] "
-		        "or [tenant NAME]",
+		        "key \"%s\" comes before any section: keys go under [moat], "
+		        "[listener NAME] or [tenant NAME]",
 		        name);
 		break;
 	case SEC_MOAT:

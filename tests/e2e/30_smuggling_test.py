@@ -98,6 +98,19 @@ def test_ambiguous_or_malformed_request_is_refused(moat, origin, pki, name, data
     origin.assert_quiet()
 
 
+@pytest.mark.parametrize("name,data,status,code", [
+    ("expect-other", b"POST / HTTP/1.1\r\n" + HOST + b"Expect: 200-ok\r\n"
+     b"Content-Length: 3\r\n\r\nabc", 417, "expectation_failed"),
+    ("connect", b"CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n", 405,
+     "method_not_allowed"),
+], ids=["expect-other", "connect"])
+def test_documented_refusals(moat, origin, pki, name, data, status, code):
+    """Statuses from parse.h and docs/operations.md beyond the behaviour contract's list."""
+    r, closed = exchange(moat, pki, data)
+    assert_refused(r, closed, {status}, code)
+    origin.assert_quiet()
+
+
 def test_refusal_does_not_poison_the_next_connection(moat, origin, pki):
     r, closed = exchange(moat, pki, CASES[0][1])
     assert r.status == 400

@@ -273,6 +273,22 @@ def test_drain_timeout_bounds_the_wait(moatd, pyorigin, pki):
     assert r is None or r.status != 200
 
 
+def test_second_sigterm_stops_at_once(moatd, pyorigin, pki):
+    moat = moatd(origin=pyorigin.url, moat={"drain_timeout": "20s"})
+    with HTTPConn(moat, cert=pki.dev1, timeout=10) as c:
+        c.request("GET", "/slow?delay=8")
+        pyorigin.wait_for(1, path="/slow")
+        moat.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert moat.running, "moatd must still be draining its in-flight request"
+        t0 = time.monotonic()
+        moat.send_signal(signal.SIGTERM)
+        rc = moat.wait(timeout=6)
+        elapsed = time.monotonic() - t0
+    assert rc == 0
+    assert elapsed < 1.5, f"second SIGTERM took {elapsed:.2f}s"
+
+
 def test_sigterm_does_not_wait_for_idle_connections(moatd, pki):
     moat = moatd(moat={"drain_timeout": "10s"})
     with HTTPConn(moat, cert=pki.dev1, timeout=5) as c:

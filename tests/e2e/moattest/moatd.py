@@ -180,12 +180,14 @@ class Moatd:
         # The strict wording of the start line is checked by its own test (50_ops); here any
         # "moatd ... started" line will do, so that a wording slip fails one test, not all.
         started = re.compile(r"\bmoatd\b.*\bstarted\b")
+        level = (self.sections or {}).get("moat", {}).get("log_level") or "info"
+        quiet = level in ("warn", "error")  # no [info] start line to wait for
 
         def up():
             if self.proc.poll() is not None:
                 return True
             return (self.port in listening_ports()
-                    and any(started.search(line) for line in self.log_lines()))
+                    and (quiet or any(started.search(line) for line in self.log_lines())))
         try:
             wait_until(up, timeout, what="moatd to log 'moatd started' and listen")
         except TimeoutError:
