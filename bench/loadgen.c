@@ -57,7 +57,7 @@
 #define MAX_EVENTS 512
 #define MAX_ERROR_LOGS 5
 #define NS_PER_S 1000000000ull
-#define GRACE_NS (2 * NS_PER_S)   /* latency mode: time allowed for the last responses */
+#define GRACE_NS (2 * NS_PER_S) /* latency mode: time allowed for the last responses */
 #define SETUP_LIMIT_NS (120 * NS_PER_S) /* idle mode: longest connection set-up phase */
 #define FATAL_ERRORS 1000 /* give up after this many errors without a single success */
 
@@ -74,13 +74,13 @@ enum mode { MODE_RPS, MODE_HANDSHAKE, MODE_IDLE, MODE_LATENCY };
 static const char *const mode_names[] = {"rps", "handshake", "idle", "latency"};
 
 enum cstate {
-	CS_FREE,       /* no socket */
+	CS_FREE, /* no socket */
 	CS_CONNECTING, /* TCP connect in progress */
-	CS_HANDSHAKE,  /* TLS handshake in progress */
-	CS_WRITING,    /* sending a request */
-	CS_READING,    /* reading a response */
-	CS_READY,      /* latency mode: open, waiting for the schedule */
-	CS_HELD,       /* idle mode: open and held */
+	CS_HANDSHAKE, /* TLS handshake in progress */
+	CS_WRITING, /* sending a request */
+	CS_READING, /* reading a response */
+	CS_READY, /* latency mode: open, waiting for the schedule */
+	CS_HELD, /* idle mode: open and held */
 };
 
 enum rstate {
@@ -116,10 +116,10 @@ struct conn {
 	size_t woff;
 	struct resp r;
 	uint64_t t_open; /* connect() */
-	uint64_t t_req;  /* request start; the scheduled time in latency mode */
-	int counted;     /* latency mode: this request was scheduled inside the measured window */
-	unsigned nreq;   /* requests sent on this socket */
-	int free_pos;    /* latency mode: position in the free stack, -1 when not there */
+	uint64_t t_req; /* request start; the scheduled time in latency mode */
+	int counted; /* latency mode: this request was scheduled inside the measured window */
+	unsigned nreq; /* requests sent on this socket */
+	int free_pos; /* latency mode: position in the free stack, -1 when not there */
 };
 
 /* Log-linear histogram of nanoseconds: 64 sub-buckets per power of two, <= 1.6% error. */
@@ -160,7 +160,7 @@ static struct {
 	unsigned nreopen;
 
 	uint64_t t_start, t_meas, t_end; /* run start, measurement start and end */
-	uint64_t t_stop;                 /* when the loop stopped */
+	uint64_t t_stop; /* when the loop stopped */
 	int stop, stopping, fatal;
 	struct rusage ru_meas;
 	int ru_taken;
@@ -292,7 +292,7 @@ static void hist_print(const struct hist *h, const char *what)
 		return;
 	}
 	fprintf(stderr, "  %s (%llu samples, mean %.1f us, min %.1f us):\n", what,
-		(unsigned long long)h->n, us(h->sum / h->n), us(h->min));
+	        (unsigned long long)h->n, us(h->sum / h->n), us(h->min));
 	for (i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
 		fprintf(stderr, "    p%-6g %10.1f us\n", pcts[i], us(hist_pct(h, pcts[i])));
 	for (i = 0; i < HIST_BUCKETS; i++) {
@@ -323,7 +323,7 @@ static void hist_print(const struct hist *h, const char *what)
 		memset(bars, '#', bar);
 		bars[bar] = '\0';
 		fprintf(stderr, "    %8llu - %-8llu %10llu %s\n", from, to,
-			(unsigned long long)coarse[i], bars);
+		        (unsigned long long)coarse[i], bars);
 	}
 }
 
@@ -769,13 +769,13 @@ static const char *tls_reason(struct conn *c, int e, int saved_errno)
 		ERR_error_string_n(err, buf, sizeof(buf));
 	else if (e == SSL_ERROR_SYSCALL)
 		snprintf(buf, sizeof(buf), "%s",
-			 saved_errno ? strerror(saved_errno) : "connection closed by the server");
+		         saved_errno ? strerror(saved_errno) : "connection closed by the server");
 	else
 		snprintf(buf, sizeof(buf), "TLS error %d", e);
 	n = strlen(buf);
 	if (v != X509_V_OK && n < sizeof(buf))
 		snprintf(buf + n, sizeof(buf) - n, " (certificate: %s)",
-			 X509_verify_cert_error_string(v));
+		         X509_verify_cert_error_string(v));
 	ERR_clear_error();
 	return buf;
 }
@@ -921,7 +921,8 @@ static void conn_response(struct conn *c)
 		if (!ok)
 			g.non2xx++;
 		if (c->r.close) {
-			conn_error(c, "request", "the server closed the connection after the response");
+			conn_error(c, "request",
+			           "the server closed the connection after the response");
 			return;
 		}
 		c->st = CS_HELD;
@@ -1125,8 +1126,7 @@ static void conn_open(struct conn *c)
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&g.o.addr, g.o.addrlen) < 0 &&
-	    errno != EINPROGRESS) {
+	if (connect(c->fd, (struct sockaddr *)&g.o.addr, g.o.addrlen) < 0 && errno != EINPROGRESS) {
 		conn_error(c, "connect", strerror(errno));
 		return;
 	}
@@ -1225,7 +1225,7 @@ static void idle_fill(void)
 		fflush(stdout);
 		if (!g.o.quiet)
 			fprintf(stderr, "loadgen: %u connections up, %u failed; holding\n", g.up,
-				g.failed);
+			        g.failed);
 	}
 }
 
@@ -1234,29 +1234,30 @@ static void idle_fill(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: loadgen -m MODE -a HOST:PORT [options]\n"
-		"  -m, --mode MODE         rps | handshake | idle | latency\n"
-		"  -a, --addr HOST:PORT    target (an IPv6 address in brackets)\n"
-		"  -s, --sni NAME          server name sent in the TLS ClientHello\n"
-		"  -H, --host NAME         Host header (default: the SNI name, else HOST)\n"
-		"  -u, --path PATH         request path (default /small)\n"
-		"  -C, --ca FILE           verify the server certificate against FILE (default: "
-		"no verification)\n"
-		"  -c, --cert FILE         client certificate chain, PEM\n"
-		"  -k, --key FILE          client private key, PEM\n"
-		"  -V, --tls VERSION       1.2 | 1.3 | any (default any)\n"
-		"  -P, --plain             plain HTTP, no TLS\n"
-		"  -n, --conns N           connections (default 64; idle mode: how many to hold)\n"
-		"  -d, --duration SECONDS  measured time (idle mode: longest hold) (default 10)\n"
-		"  -w, --warmup SECONDS    run before measuring (default 1; idle mode: unused)\n"
-		"  -r, --rate R            latency mode: requests per second in total (default "
-		"1000)\n"
-		"  -i, --in-flight N       idle mode: connections being set up at once (default "
-		"100)\n"
-		"  -R, --request-first     idle mode: one request on each connection before holding "
-		"it\n"
-		"  -q, --quiet             no human-readable output\n"
-		"  -h, --help\n");
+	        "usage: loadgen -m MODE -a HOST:PORT [options]\n"
+	        "  -m, --mode MODE         rps | handshake | idle | latency\n"
+	        "  -a, --addr HOST:PORT    target (an IPv6 address in brackets)\n"
+	        "  -s, --sni NAME          server name sent in the TLS ClientHello\n"
+	        "  -H, --host NAME         Host header (default: the SNI name, else HOST)\n"
+	        "  -u, --path PATH         request path (default /small)\n"
+	        "  -C, --ca FILE           verify the server certificate against FILE (default: "
+	        "no verification)\n"
+	        "  -c, --cert FILE         client certificate chain, PEM\n"
+	        "  -k, --key FILE          client private key, PEM\n"
+	        "  -V, --tls VERSION       1.2 | 1.3 | any (default any)\n"
+	        "  -P, --plain             plain HTTP, no TLS\n"
+	        "  -n, --conns N           connections (default 64; idle mode: how many to hold)\n"
+	        "  -d, --duration SECONDS  measured time (idle mode: longest hold) (default 10)\n"
+	        "  -w, --warmup SECONDS    run before measuring (default 1; idle mode: unused)\n"
+	        "  -r, --rate R            latency mode: requests per second in total (default "
+	        "1000)\n"
+	        "  -i, --in-flight N       idle mode: connections being set up at once (default "
+	        "100)\n"
+	        "  -R, --request-first     idle mode: one request on each connection before "
+	        "holding "
+	        "it\n"
+	        "  -q, --quiet             no human-readable output\n"
+	        "  -h, --help\n");
 }
 
 static double parse_num(const char *s, const char *what, double min)
@@ -1310,25 +1311,25 @@ static void parse_target(struct opts *o)
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lopts[] = {
-		{"mode", required_argument, NULL, 'm'},
-		{"addr", required_argument, NULL, 'a'},
-		{"sni", required_argument, NULL, 's'},
-		{"host", required_argument, NULL, 'H'},
-		{"path", required_argument, NULL, 'u'},
-		{"ca", required_argument, NULL, 'C'},
-		{"cert", required_argument, NULL, 'c'},
-		{"key", required_argument, NULL, 'k'},
-		{"tls", required_argument, NULL, 'V'},
-		{"plain", no_argument, NULL, 'P'},
-		{"conns", required_argument, NULL, 'n'},
-		{"duration", required_argument, NULL, 'd'},
-		{"warmup", required_argument, NULL, 'w'},
-		{"rate", required_argument, NULL, 'r'},
-		{"in-flight", required_argument, NULL, 'i'},
-		{"request-first", no_argument, NULL, 'R'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"mode", required_argument, NULL, 'm'},
+	        {"addr", required_argument, NULL, 'a'},
+	        {"sni", required_argument, NULL, 's'},
+	        {"host", required_argument, NULL, 'H'},
+	        {"path", required_argument, NULL, 'u'},
+	        {"ca", required_argument, NULL, 'C'},
+	        {"cert", required_argument, NULL, 'c'},
+	        {"key", required_argument, NULL, 'k'},
+	        {"tls", required_argument, NULL, 'V'},
+	        {"plain", no_argument, NULL, 'P'},
+	        {"conns", required_argument, NULL, 'n'},
+	        {"duration", required_argument, NULL, 'd'},
+	        {"warmup", required_argument, NULL, 'w'},
+	        {"rate", required_argument, NULL, 'r'},
+	        {"in-flight", required_argument, NULL, 'i'},
+	        {"request-first", no_argument, NULL, 'R'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	int ch, have_mode = 0;
 	unsigned i;
@@ -1441,7 +1442,7 @@ static SSL_CTX *tls_setup(const struct opts *o)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+	                              SSL_MODE_RELEASE_BUFFERS);
 	if (o->cert) {
 		if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1)
 			die("cannot load the client certificate %s", o->cert);
@@ -1469,8 +1470,9 @@ static void build_request(const struct opts *o)
 	g.req = malloc(cap);
 	if (!g.req)
 		die("%s", "out of memory");
-	n = snprintf(g.req, cap, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat-loadgen\r\n%s\r\n",
-		    o->path, host, o->mode == MODE_HANDSHAKE ? "Connection: close\r\n" : "");
+	n = snprintf(g.req, cap,
+	             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat-loadgen\r\n%s\r\n", o->path,
+	             host, o->mode == MODE_HANDSHAKE ? "Connection: close\r\n" : "");
 	g.reqlen = (size_t)n;
 }
 
@@ -1519,8 +1521,7 @@ static void report(void)
 		printf(" conns=%u rate=%.1f duration=%.3f scheduled=%llu completed=%llu "
 		       "achieved_rps=%.1f incomplete=%llu",
 		       o->conns, o->rate, secs, (unsigned long long)g.scheduled,
-		       (unsigned long long)g.responses,
-		       secs > 0 ? (double)g.responses / secs : 0,
+		       (unsigned long long)g.responses, secs > 0 ? (double)g.responses / secs : 0,
 		       (unsigned long long)(g.scheduled - g.responses - g.non2xx - g.lost));
 		break;
 	}
@@ -1542,48 +1543,48 @@ static void report(void)
 		fprintf(stderr, " (plain HTTP)\n");
 	else
 		fprintf(stderr, " (%s %s %s, %s)\n", tls, g.tls_cipher, g.tls_group,
-			o->cert ? "client certificate" : "no client certificate");
+		        o->cert ? "client certificate" : "no client certificate");
 	switch (o->mode) {
 	case MODE_RPS:
-		fprintf(stderr, "  %u keep-alive connections, %.2f s measured after %.1f s warm-up\n",
-			o->conns, secs, o->warmup);
+		fprintf(stderr,
+		        "  %u keep-alive connections, %.2f s measured after %.1f s warm-up\n",
+		        o->conns, secs, o->warmup);
 		fprintf(stderr, "  %llu responses (2xx): %.1f per second\n",
-			(unsigned long long)g.responses,
-			secs > 0 ? (double)g.responses / secs : 0);
+		        (unsigned long long)g.responses, secs > 0 ? (double)g.responses / secs : 0);
 		hist_print(&g.h, "time per request, closed loop");
 		break;
 	case MODE_HANDSHAKE:
 		fprintf(stderr,
-			"  %u concurrent connections, %.2f s measured after %.1f s warm-up\n"
-			"  %llu full handshakes (each with one request): %.1f per second\n",
-			o->conns, secs, o->warmup, (unsigned long long)g.responses,
-			secs > 0 ? (double)g.responses / secs : 0);
+		        "  %u concurrent connections, %.2f s measured after %.1f s warm-up\n"
+		        "  %llu full handshakes (each with one request): %.1f per second\n",
+		        o->conns, secs, o->warmup, (unsigned long long)g.responses,
+		        secs > 0 ? (double)g.responses / secs : 0);
 		hist_print(&g.h, "connect to end of response");
 		break;
 	case MODE_IDLE:
 		fprintf(stderr,
-			"  %u of %u connections up at the end; %u failed during set-up, %u closed "
-			"by the server while held\n",
-			g.up, o->conns, g.failed, g.dropped);
+		        "  %u of %u connections up at the end; %u failed during set-up, %u closed "
+		        "by the server while held\n",
+		        g.up, o->conns, g.failed, g.dropped);
 		if (g.ready)
 			fprintf(stderr, "  set up in %.2f s, held %.2f s\n",
-				(double)(g.t_ready - g.t_start) / (double)NS_PER_S,
-				(double)(g.t_stop - g.t_ready) / (double)NS_PER_S);
+			        (double)(g.t_ready - g.t_start) / (double)NS_PER_S,
+			        (double)(g.t_stop - g.t_ready) / (double)NS_PER_S);
 		break;
 	case MODE_LATENCY:
 		fprintf(stderr,
-			"  %.1f requests/s scheduled over %u connections, %.2f s measured after "
-			"%.1f s warm-up\n"
-			"  %llu scheduled, %llu completed (2xx), %llu lost to errors%s\n",
-			o->rate, o->conns, secs, o->warmup, (unsigned long long)g.scheduled,
-			(unsigned long long)g.responses, (unsigned long long)g.lost,
-			g.q_overflow ? ", schedule queue overflowed" : "");
+		        "  %.1f requests/s scheduled over %u connections, %.2f s measured after "
+		        "%.1f s warm-up\n"
+		        "  %llu scheduled, %llu completed (2xx), %llu lost to errors%s\n",
+		        o->rate, o->conns, secs, o->warmup, (unsigned long long)g.scheduled,
+		        (unsigned long long)g.responses, (unsigned long long)g.lost,
+		        g.q_overflow ? ", schedule queue overflowed" : "");
 		hist_print(&g.h, "latency from the scheduled send time");
 		break;
 	}
 	fprintf(stderr, "  %llu non-2xx, %llu errors, %llu reconnects, loadgen CPU %.0f%%\n",
-		(unsigned long long)g.non2xx, (unsigned long long)g.errors,
-		(unsigned long long)g.reconnects, cpu_pct);
+	        (unsigned long long)g.non2xx, (unsigned long long)g.errors,
+	        (unsigned long long)g.reconnects, cpu_pct);
 	if (g.errors)
 		fprintf(stderr, "  last error: %s\n", g.last_error);
 }
@@ -1659,7 +1660,7 @@ static void loop(void)
 
 		if (g.o.mode != MODE_IDLE || g.ready)
 			deadline = g.o.mode == MODE_LATENCY && t >= g.t_end ? g.t_end + GRACE_NS
-									    : g.t_end;
+			                                                    : g.t_end;
 		else
 			deadline = g.t_start + SETUP_LIMIT_NS + 1;
 		if (!g.ru_taken && g.t_meas < deadline)

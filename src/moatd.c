@@ -229,8 +229,9 @@ static void log_started(const struct moat_gen *g)
 	for (size_t i = 0; i < g->nlisteners && n < sizeof(buf) - 1; i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s=%s", i ? ", " : "",
 		                      g->listeners[i].cfg->name, g->listeners[i].cfg->bind);
-	moat_log_info("moatd %s started: %u worker%s, listening on %s (pid %ld)", MOAT_VERSION,
-	              ctl.nworkers, ctl.nworkers == 1 ? "" : "s", buf, (long)getpid());
+	moat_log_info("moatd started: %u worker%s, listening on %s (version %s, pid %ld)",
+	              ctl.nworkers, ctl.nworkers == 1 ? "" : "s", buf, MOAT_VERSION,
+	              (long)getpid());
 }
 
 int main(int argc, char **argv)
@@ -304,7 +305,7 @@ int main(int argc, char **argv)
 	if (g->cfg->pid_file != NULL) {
 		if (write_pid_file(g->cfg->pid_file) < 0)
 			moat_log_warn("cannot write pid_file %s: %s", g->cfg->pid_file,
-				      strerror(errno));
+			              strerror(errno));
 		else
 			pid_file = moat_strdup(g->cfg->pid_file);
 	}
@@ -337,6 +338,8 @@ int main(int argc, char **argv)
 	uv_run(ctl.loop, UV_RUN_DEFAULT);
 	for (unsigned i = 0; i < ctl.nworkers; i++)
 		moat_worker_join(&ctl.workers[i]);
+	for (unsigned i = 0; i < ctl.nworkers; i++)
+		moat_worker_destroy(&ctl.workers[i]);
 	moat_log_info("moatd stopped");
 	if (pid_file != NULL) /* the file written at start, whatever reloads said since */
 		unlink(pid_file);

@@ -165,11 +165,15 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 
 static void finish_if_drained(struct moat_worker *w)
 {
-	if (!w->draining || w->nconns > 0)
+	if (!w->draining || w->nconns > 0 || w->finished)
 		return;
+	w->finished = 1;
 	moat_http_pool_close_all(w);
 	uv_close((uv_handle_t *)&w->tick, NULL);
-	uv_close((uv_handle_t *)&w->wake, NULL);
+	/* The wake handle stays open (only unreferenced, so the loop can end) until the control
+	 * thread has joined this thread: it may still signal us, and a closed async handle
+	 * would make that abort. moat_worker_destroy closes it. */
+	uv_unref((uv_handle_t *)&w->wake);
 }
 
 void moat_worker_conn_closed(struct moat_worker *w)
@@ -206,6 +210,8 @@ static void wake_cb(uv_async_t *h)
 			moat_gen_release(g);
 		}
 	}
+	if (w->finished)
+		return;
 	if (atomic_exchange(&w->stop_pending, 0)) {
 		start_drain(w);
 		moat_http_close_all(w);
@@ -236,10 +242,6 @@ static void *worker_main(void *arg)
 	struct moat_worker *w = arg;
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
-	/* Walk away from nothing: close whatever handle is still open, then let them finish. */
-	uv_run(&w->loop, UV_RUN_DEFAULT);
-	if (uv_loop_close(&w->loop) != 0)
-		moat_log_warn("worker %u: loop closed with handles still open", w->index);
 	moat_gen_release(w->gen);
 	w->gen = NULL;
 	if (w->on_exit != NULL)
@@ -292,6 +294,14 @@ void moat_worker_notify_stop(struct moat_worker *w, int force)
 void moat_worker_join(struct moat_worker *w)
 {
 	pthread_join(w->thread, NULL);
+}
+
+void moat_worker_destroy(struct moat_worker *w)
+{
+	uv_close((uv_handle_t *)&w->wake, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&w->loop) != 0)
+		moat_log_warn("worker %u: loop closed with handles still open", w->index);
 }
 
 void moat_worker_request_id(struct moat_worker *w, char out[17])

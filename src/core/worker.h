@@ -48,6 +48,7 @@ struct moat_worker {
 	unsigned nconns, nidle;
 	atomic_int reload_pending, drain_pending, stop_pending;
 	int draining;
+	int finished; /* drained: the loop is ending */
 	uint64_t rng; /* request ids */
 	uint64_t last_limit_log;
 	struct moat_worker_stats stats;
@@ -68,6 +69,9 @@ void moat_worker_notify_reload(struct moat_worker *w);
 void moat_worker_notify_stop(struct moat_worker *w, int force);
 
 void moat_worker_join(struct moat_worker *w);
+
+/* After join: closes the worker's loop. */
+void moat_worker_destroy(struct moat_worker *w);
 
 /* A new request id: 16 hex characters, unique per process in practice. */
 void moat_worker_request_id(struct moat_worker *w, char out[17]);

@@ -303,7 +303,20 @@ static int refresh_generation(struct moat_http_conn *c)
 		return -1;
 	}
 	cert = c->sock.ssl ? SSL_get0_peer_certificate(c->sock.ssl) : NULL;
-	if (cert != NULL && moat_tenant_cert_revoked(t, cert)) {
+	if (cert != NULL && moat_tenant_cert_revoked(t, cert) &&
+	    t->cfg->mtls == MOAT_MTLS_OPTIONAL && c->id.status != MOAT_CERT_FAILED) {
+		/* optional mode: the origin decides, and now learns the certificate is revoked */
+		c->id.status = MOAT_CERT_FAILED;
+		c->id.fail_reason = "certificate revoked";
+		c->id.device_id[0] = '\0';
+		moat_free(c->ident);
+		c->ident = NULL;
+		if (build_identity_headers(c) != MOAT_OK) {
+			conn_close(c);
+			return -1;
+		}
+	} else if (cert != NULL && t->cfg->mtls == MOAT_MTLS_REQUIRE &&
+	           moat_tenant_cert_revoked(t, cert)) {
 		moat_log_warn("closing connection: device %s of tenant %s is revoked (serial %s)",
 		              c->id.device_id[0] ? c->id.device_id : "-", c->tenant_name,
 		              c->id.serial);
@@ -437,7 +450,7 @@ static int prevalidate_chunks(struct moat_http_conn *c, const char *p, size_t le
 
 		if (r == MOAT_EINVAL) {
 			moat_log_info("request refused: 400 %s (remote=%s:%u request_id=%s)",
-				      err ? err : "bad chunk", c->peer_ip, c->peer_port, c->rq.id);
+			              err ? err : "bad chunk", c->peer_ip, c->peer_port, c->rq.id);
 			respond_error(c, 400, NULL, err ? err : "malformed chunked body");
 			return -1;
 		}
@@ -476,7 +489,7 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 		return;
 	if (req->framing == MOAT_BODY_CHUNKED &&
 	    prevalidate_chunks(c, moat_buf_head(&c->in) + req->head_len,
-			       moat_buf_len(&c->in) - req->head_len) < 0) {
+	                       moat_buf_len(&c->in) - req->head_len) < 0) {
 		moat_buf_consume(&c->in, req->head_len);
 		return;
 	}
@@ -791,6 +804,10 @@ static int move_response_body(struct moat_http_conn *c)
 		moat_log_warn("origin %s closed the connection mid-response (request_id=%s)",
 		              c->tenant->cfg->origin, c->rq.id);
 		respond_error(c, 502, "bad_origin_response", "truncated response");
+		return -1;
+	}
+	if (moat_buf_prepare(&c->out) != MOAT_OK) {
+		conn_close(c);
 		return -1;
 	}
 	room = moat_buf_room(&c->out);

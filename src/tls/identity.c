@@ -102,8 +102,13 @@ int moat_tls_identity(SSL *ssl, const struct moat_tenant *t, struct moat_identit
 	}
 	/* A resumed session skipped verification: judge it against today's revocation lists. */
 	if (moat_tenant_cert_revoked(t, cert)) {
-		*reason = "certificate revoked";
-		return MOAT_EINVAL;
+		if (t->cfg->mtls == MOAT_MTLS_REQUIRE) {
+			*reason = "certificate revoked";
+			return MOAT_EINVAL;
+		}
+		id->status = MOAT_CERT_FAILED;
+		id->fail_reason = "certificate revoked";
+		return MOAT_OK;
 	}
 	vr = SSL_get_verify_result(ssl);
 	if (vr != X509_V_OK) {

@@ -358,8 +358,7 @@ def test_origin_reset_is_502(moatd, pyorigin, pki):
 
 def test_origin_connect_timeout_is_504(moatd, pki):
     """An origin whose accept queue is full never completes the TCP handshake."""
-    import socket as so
-    lsock = so.socket(so.AF_INET, so.SOCK_STREAM)
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(0)
     port = lsock.getsockname()[1]
@@ -367,7 +366,7 @@ def test_origin_connect_timeout_is_504(moatd, pki):
     try:
         # fill the accept queue so that further SYNs are dropped
         for _ in range(4):
-            f = so.socket(so.AF_INET, so.SOCK_STREAM)
+            f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             f.setblocking(False)
             f.connect_ex(("127.0.0.1", port))
             fillers.append(f)

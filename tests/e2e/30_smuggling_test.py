@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from moattest.client import ConnectionClosed, HTTPConn
+from moattest.client import HTTPConn
 
 HOST = b"Host: alpha.test\r\n"
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: alpha.test\r\n\r\n"
