@@ -11,7 +11,7 @@
 #   DURATION [10]   seconds per measurement     REPEAT [3]       runs per measurement
 #   WORKERS [1]     workers/threads per proxy   WARMUP [1]       unmeasured seconds first
 #   RPS_CONNS [64]  keep-alive connections      HS_CONNS [32]    concurrent handshakes
-#   IDLE_CONNS [8000] idle connections          IDLE_SETTLE [3]  seconds before sampling RSS
+#   IDLE_CONNS [8000] idle connections          IDLE_SETTLE [2]  seconds before sampling RSS
 #   LAT_RATE [1000] requests/s, latency test    LAT_CONNS [16]   connections, latency test
 #   TLS [1.3]       1.2 | 1.3                   PORT_BASE [24400]
 #   TESTS ["rps handshake idle latency"]        PROXIES ["moatd haproxy nginx"]
@@ -30,7 +30,7 @@ WARMUP=${WARMUP:-1}
 RPS_CONNS=${RPS_CONNS:-64}
 HS_CONNS=${HS_CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-8000}
-IDLE_SETTLE=${IDLE_SETTLE:-3}
+IDLE_SETTLE=${IDLE_SETTLE:-2}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_CONNS=${LAT_CONNS:-16}
 TLS=${TLS:-1.3}
@@ -459,9 +459,11 @@ sanity() { # PROXY: sets REASON on failure
 record() { echo "$*" >>"$OUT/results.txt"; }
 
 # CPU accounting around one loadgen run, in % of one core over the run's wall time: the
-# proxy, the origin, and everything else on the machine ("other": processes that are not
-# part of the benchmark, plus steal time; it shows how noisy the run was).
+# proxy, the origin, everything else on the machine ("other": processes that are not part of
+# the benchmark, plus steal time; it shows how noisy the run was), and interrupt and softirq
+# time, which the kernel charges to no process (on loopback, mostly TCP/IP work for the run).
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
+irq_ticks() { awk '/^cpu / {print $7 + $8}' /proc/stat; }
 now_ns() { date +%s%N; }
 HZ=$(getconf CLK_TCK)
 
@@ -471,25 +473,29 @@ cpu_begin() { # PROXY-or-origin
 	A_ORIGIN_PIDS=$(descendants "${PID[origin]}")
 	A_T0=$(now_ns)
 	A_B0=$(busy_ticks)
+	A_I0=$(irq_ticks)
 	# shellcheck disable=SC2086
 	A_P0=$(cpu_ticks $A_PROXY_PIDS)
 	# shellcheck disable=SC2086
 	A_O0=$(cpu_ticks $A_ORIGIN_PIDS)
 }
 
-cpu_end() { # LOADGEN-CPU-SECONDS: sets CPU_PROXY CPU_ORIGIN CPU_OTHER
-	local p1 o1 b1 t1
+cpu_end() { # LOADGEN-CPU-SECONDS: sets CPU_PROXY CPU_ORIGIN CPU_OTHER CPU_IRQ CPU_PROXY_S
+	local p1 o1 b1 i1 t1
 	# shellcheck disable=SC2086
 	p1=$(cpu_ticks $A_PROXY_PIDS)
 	# shellcheck disable=SC2086
 	o1=$(cpu_ticks $A_ORIGIN_PIDS)
 	b1=$(busy_ticks)
+	i1=$(irq_ticks)
 	t1=$(now_ns)
 	CPU_PROXY_S=$(awk -v p="$((p1 - A_P0))" -v hz="$HZ" 'BEGIN {printf "%.3f", p / hz}')
-	read -r CPU_PROXY CPU_ORIGIN CPU_OTHER < <(awk -v p="$((p1 - A_P0))" -v o="$((o1 - A_O0))" \
-		-v b="$((b1 - A_B0))" -v l="${1:-0}" -v hz="$HZ" -v t="$((t1 - A_T0))" 'BEGIN {
+	read -r CPU_PROXY CPU_ORIGIN CPU_OTHER CPU_IRQ < <(awk -v p="$((p1 - A_P0))" \
+		-v o="$((o1 - A_O0))" -v b="$((b1 - A_B0))" -v i="$((i1 - A_I0))" -v l="${1:-0}" \
+		-v hz="$HZ" -v t="$((t1 - A_T0))" 'BEGIN {
 		s = t / 1e9; other = (b - p - o) / hz - l; if (other < 0) other = 0
-		printf "%.0f %.0f %.0f\n", p / hz / s * 100, o / hz / s * 100, other / s * 100 }')
+		printf "%.0f %.0f %.0f %.0f\n", p / hz / s * 100, o / hz / s * 100, other / s * 100,
+			i / hz / s * 100 }')
 }
 
 measure_rps_like() { # TEST PROXY REPEAT
@@ -508,8 +514,8 @@ measure_rps_like() { # TEST PROXY REPEAT
 	fi
 	alive "$p" || { ok=0 why="proxy_exited"; }
 	us_op=$(awk -v c="$CPU_PROXY_S" -v n="$(kv total "$line")" 'BEGIN {if (n > 0) printf "%.1f", c / n * 1e6; else print "n/a"}')
-	record "$t $p $r value=$(kv "$key" "$line") us_per_op=$us_op proxy_cpu=$CPU_PROXY origin_cpu=$CPU_ORIGIN loadgen_cpu=$(kv cpu_pct "$line") other_cpu=$CPU_OTHER p50_us=$(kv p50_us "$line") p99_us=$(kv p99_us "$line") ok=$ok why=$why"
-	log "  $t ${LABEL[$p]} #$r: $(kv "$key" "$line")/s, $us_op us proxy CPU each (CPU: proxy ${CPU_PROXY}%, origin ${CPU_ORIGIN}%, loadgen $(kv cpu_pct "$line")%, other ${CPU_OTHER}%)${why:+ [$why]}"
+	record "$t $p $r value=$(kv "$key" "$line") us_per_op=$us_op proxy_cpu=$CPU_PROXY origin_cpu=$CPU_ORIGIN loadgen_cpu=$(kv cpu_pct "$line") other_cpu=$CPU_OTHER irq_cpu=$CPU_IRQ p50_us=$(kv p50_us "$line") p99_us=$(kv p99_us "$line") ok=$ok why=$why"
+	log "  $t ${LABEL[$p]} #$r: $(kv "$key" "$line")/s, $us_op us proxy CPU each (CPU: proxy ${CPU_PROXY}%, origin ${CPU_ORIGIN}%, loadgen $(kv cpu_pct "$line")%, other ${CPU_OTHER}%, irq ${CPU_IRQ}%)${why:+ [$why]}"
 }
 
 measure_latency() { # PROXY-or-origin REPEAT
@@ -544,7 +550,7 @@ measure_idle() { # PROXY REPEAT
 	}
 	# shellcheck disable=SC2046
 	loadgen "idle-warm-$p-$r" -m rps -n 4 -d 1 -w 0 -q $(tls_args "$p")
-	sleep 1
+	sleep 0.5
 	pids=$(proxy_pids "$p")
 	# shellcheck disable=SC2086
 	base=$(rss_kb $pids)
@@ -729,26 +735,26 @@ done
 			if [ "$t" = latency ]; then
 				line+="  ${LABEL[$p]} $(round "$(fig "$t" "$p" other_cpu)")"
 			else
-				line+="  ${LABEL[$p]} $(round "$(fig "$t" "$p" proxy_cpu)")/$(round "$(fig "$t" "$p" origin_cpu)")/$(round "$(fig "$t" "$p" loadgen_cpu)")/$(round "$(fig "$t" "$p" other_cpu)")"
+				line+="  ${LABEL[$p]} $(round "$(fig "$t" "$p" proxy_cpu)")/$(round "$(fig "$t" "$p" origin_cpu)")/$(round "$(fig "$t" "$p" loadgen_cpu)")/$(round "$(fig "$t" "$p" other_cpu)")/$(round "$(fig "$t" "$p" irq_cpu)")"
 			fi
 		done
 		if [ "$t" = latency ]; then
 			echo "CPU used by other processes during latency runs (median % of a core):$line"
 		else
-			echo "CPU during $t runs (median % of a core, proxy/origin/loadgen/other):$line"
+			echo "CPU during $t runs (median % of a core, proxy/origin/loadgen/other/irq):$line"
 		fi
 	done
+	under=""
 	for t in rps handshake; do
 		[[ " $TESTS " == *" $t "* ]] || continue
 		for p in moatd haproxy nginx; do
 			[ -n "${NA[$p]:-}" ] && continue
 			c=$(round "$(fig "$t" "$p" proxy_cpu)")
 			[ "$c" = n/a ] && continue
-			if [ "$c" -lt $((90 * PROXY_CORES)) ]; then
-				echo "NOTE: $t ${LABEL[$p]}: the proxy used ${c}% of the $PROXY_CORES core(s) it could use, so the limit was elsewhere (the load core, other processes): its figure is a lower bound; compare the CPU cost per operation instead"
-			fi
+			[ "$c" -lt $((90 * PROXY_CORES)) ] && under+=" $t/${LABEL[$p]} ${c}%;"
 		done
 	done
+	[ -n "$under" ] && echo "NOTE: proxy below 90% of its $PROXY_CORES core(s):${under%;}. The limit was elsewhere (the load core, other processes, kernel softirq work): such a figure is a lower bound, and the CPU cost per operation is the better comparison."
 	noisy=$(awk '{for (i = 4; i <= NF; i++) if ($i ~ /^other_cpu=/) {split($i, a, "="); if (a[2] + 0 > 10) n++}} END {print n + 0}' "$OUT/results.txt" 2>/dev/null)
 	[ "$noisy" -gt 0 ] && echo "WARNING: in $noisy runs other processes used more than 10% of a core: the machine was not quiet"
 	for p in moatd haproxy nginx; do

@@ -72,6 +72,7 @@ enum {
 	MK_ORIGIN_CONNECT_TIMEOUT,
 	MK_ORIGIN_RESPONSE_TIMEOUT,
 	MK_DRAIN_TIMEOUT,
+	MK_TCP_IDLE_TIMEOUT,
 	MK_MAX_CONNECTIONS,
 	MK_MAX_CONNECTIONS_PER_IP,
 	MK_MAX_REQUEST_LINE,
@@ -79,10 +80,11 @@ enum {
 	MK_MAX_HEADERS,
 	MK_REQUEST_BODY_MIN_RATE,
 	MK_ORIGIN_KEEPALIVE,
+	MK_TCP_BUFFER,
 	MK_COUNT
 };
 
-enum { LK_BIND, LK_PROTOCOL, LK_DEFAULT_TENANT, LK_COUNT };
+enum { LK_BIND, LK_PROTOCOL, LK_DEFAULT_TENANT, LK_TLS, LK_ALLOW, LK_DENY, LK_COUNT };
 
 enum {
 	TK_HOSTS,
@@ -94,6 +96,8 @@ enum {
 	TK_DEVICE_ID,
 	TK_ORIGIN,
 	TK_ORIGIN_CA,
+	TK_TCP_ORIGIN,
+	TK_PROXY_PROTOCOL,
 	TK_COUNT
 };
 
@@ -106,9 +110,11 @@ struct hostref {
 	unsigned line;
 };
 
-/* Line on which each key of one section was first set; 0 if not set. */
+/* Line on which each key of one section was first set (0 if not set), and whether a value of
+ * it was refused, so that checks across keys do not report a refused value a second time. */
 struct seen {
 	unsigned line[MAX_SECTION_KEYS];
+	bool bad[MAX_SECTION_KEYS];
 };
 
 struct loader {
@@ -824,16 +830,143 @@ static bool set_protocol(struct loader *ld, const struct key *k, void *obj, cons
 	int i = match(v, opts, MOAT_ARRAY_LEN(opts));
 
 	if (i < 0) {
-		problem(ld, "protocol: expected http, not \"%s\"", v);
+		problem(ld, "protocol: expected http or tcp, not \"%s\"", v);
 		return false;
 	}
-	/* this build proxies http only; the other values are reserved for what comes next */
-	if (protos[i] != MOAT_PROTO_HTTP) {
-		problem(ld, "protocol: %s is not supported yet: use http", v);
+	/* mqtt is reserved for the MQTT proxy to come; until then it runs over protocol = tcp */
+	if (protos[i] == MOAT_PROTO_MQTT) {
+		problem(ld, "protocol: %s is not supported yet: use http or tcp", v);
 		return false;
 	}
 	*FIELD(obj, k, enum moat_listener_protocol) = protos[i];
 	return true;
+}
+
+static bool set_tls(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	static const char *const opts[] = {"on", "off"};
+	int i = match(v, opts, MOAT_ARRAY_LEN(opts));
+
+	if (i < 0) {
+		problem(ld, "tls: expected on or off, not \"%s\"", v);
+		return false;
+	}
+	*FIELD(obj, k, int) = i == 0;
+	return true;
+}
+
+/* One of a listener's address lists, for add_cidr(). */
+struct cidr_list {
+	const char *key;
+	struct moat_cidr **list;
+	size_t *n;
+};
+
+/* Says why s is not a range. moat_cidr_parse() only says that it is not. */
+static void cidr_problem(struct loader *ld, const char *key, const char *s)
+{
+	char addr[INET6_ADDRSTRLEN], masked[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	struct moat_cidr c;
+	const unsigned char *src;
+	uint64_t prefix;
+	unsigned max, bits;
+	size_t n = slash != NULL ? (size_t)(slash - s) : strlen(s), i;
+	bool v6;
+
+	if (slash == NULL || n >= sizeof(addr))
+		goto syntax;
+	memcpy(addr, s, n);
+	addr[n] = '\0';
+	if (moat_cidr_parse(addr, &c) != MOAT_OK)
+		goto syntax;
+	v6 = strchr(addr, ':') != NULL;
+	max = v6 ? 128 : 32;
+	if (!parse_uint(slash + 1, &prefix) || prefix > max ||
+	    (slash[1] == '0' && slash[2] != '\0')) {
+		problem(ld, "%s: \"%s\": the prefix length after '/' must be 0 to %u", key, s, max);
+		return;
+	}
+	/* the address is valid and so is the prefix: the address has bits set after the prefix */
+	bits = (unsigned)prefix + (v6 ? 0 : 96);
+	for (i = 0; i < 16; i++) {
+		unsigned keep = bits < 8 ? bits : 8;
+
+		c.addr[i] &= (unsigned char)(0xff00 >> keep);
+		bits -= keep;
+	}
+	src = v6 ? c.addr : c.addr + 12; /* IPv4 is stored mapped: its last 4 bytes */
+	if (inet_ntop(v6 ? AF_INET6 : AF_INET, src, masked, sizeof(masked)) == NULL)
+		goto syntax;
+	problem(ld, "%s: \"%s\" has bits set after its /%s prefix: write %s/%s", key, s, slash + 1,
+	        masked, slash + 1);
+	return;
+syntax:
+	problem(ld,
+	        "%s: \"%s\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, 192.0.2.7 or "
+	        "2001:db8::/32",
+	        key, s);
+}
+
+static void add_cidr(struct loader *ld, void *obj, const char *item, size_t n)
+{
+	const struct cidr_list *cl = obj;
+	struct moat_cidr c, *list;
+	char *v;
+
+	if (n == 0) {
+		problem(ld, "%s: empty entry: separate addresses with single commas", cl->key);
+		return;
+	}
+	v = moat_strndup(item, n);
+	if (v == NULL) {
+		out_of_memory(ld);
+		return;
+	}
+	if (moat_cidr_parse(v, &c) != MOAT_OK) {
+		cidr_problem(ld, cl->key, v);
+		moat_free(v);
+		return;
+	}
+	moat_free(v);
+	list = grow_list(*cl->list, *cl->n, sizeof(*list));
+	if (list == NULL) {
+		out_of_memory(ld);
+		return;
+	}
+	*cl->list = list;
+	list[(*cl->n)++] = c;
+}
+
+static bool set_cidrs(struct loader *ld, struct cidr_list *cl, const char *v)
+{
+	unsigned before = ld->nerrors;
+
+	if (v[0] == '\0') {
+		problem(ld,
+		        "%s: expected addresses or CIDR ranges separated by commas, e.g. "
+		        "10.0.0.0/8, ::1",
+		        cl->key);
+		return false;
+	}
+	for_each_item(ld, v, cl, add_cidr);
+	return ld->nerrors == before;
+}
+
+static bool set_allow(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	struct moat_config_listener *l = obj;
+	struct cidr_list cl = {k->name, &l->allow, &l->nallow};
+
+	return set_cidrs(ld, &cl, v);
+}
+
+static bool set_deny(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	struct moat_config_listener *l = obj;
+	struct cidr_list cl = {k->name, &l->deny, &l->ndeny};
+
+	return set_cidrs(ld, &cl, v);
 }
 
 /* A name of another section, checked once every section is read. Empty means none. */
@@ -1031,51 +1164,106 @@ static bool set_device_id(struct loader *ld, const struct key *k, void *obj, con
 	return true;
 }
 
-static bool set_origin(struct loader *ld, const struct key *k, void *obj, const char *v)
-{
-	struct moat_config_tenant *t = obj;
-	enum moat_origin_scheme scheme;
-	const char *auth, *auth_end, *host, *host_end, *port_s = NULL;
-	unsigned char addr[sizeof(struct in6_addr)];
-	uint64_t port;
-	char *host_copy, *origin_copy;
-	bool host_ok;
+/* What one origin key accepts, for parse_origin(). */
+struct origin_kind {
+	const char *key;
+	const char *example; /* a valid value, for messages */
+	const char *scheme[2]; /* with "://" */
+	enum moat_origin_scheme id[2];
+	uint16_t default_port[2]; /* 0: the port is required */
+	const char *others[2]; /* the schemes of the other origin key, for a pointed message */
+	const char *other_key;
+	const char *path_why; /* appended to the "no path" message */
+	bool slash_ok; /* a lone trailing '/' is accepted */
+};
 
-	(void)k;
-	if (strncasecmp(v, "http://", 7) == 0) {
-		scheme = MOAT_ORIGIN_HTTP;
-		port = 80;
-		auth = v + 7;
-	} else if (strncasecmp(v, "https://", 8) == 0) {
-		scheme = MOAT_ORIGIN_HTTPS;
-		port = 443;
-		auth = v + 8;
-	} else {
-		problem(ld,
-		        "origin: scheme must be http:// or https://, e.g. http://127.0.0.1:8080");
+static const struct origin_kind http_origin = {
+        "origin",
+        "http://127.0.0.1:8080",
+        {"http://", "https://"},
+        {MOAT_ORIGIN_HTTP, MOAT_ORIGIN_HTTPS},
+        {80, 443},
+        {"tcp://", "tls://"},
+        "tcp_origin",
+        " (requests keep their own path)",
+        true,
+};
+
+static const struct origin_kind tcp_origin = {
+        "tcp_origin",
+        "tcp://127.0.0.1:1883",
+        {"tcp://", "tls://"},
+        {MOAT_ORIGIN_TCP, MOAT_ORIGIN_TLS},
+        {0, 0},
+        {"http://", "https://"},
+        "origin",
+        "",
+        false,
+};
+
+/* A parsed origin; host is allocated. */
+struct origin {
+	enum moat_origin_scheme scheme;
+	char *host;
+	uint16_t port;
+};
+
+/* Parses "SCHEME://HOST[:PORT][/]" for key ok; false after reporting. */
+static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const char *v,
+                         struct origin *out)
+{
+	const char *auth = NULL, *auth_end, *host, *host_end, *port_s = NULL;
+	unsigned char addr[sizeof(struct in6_addr)];
+	uint64_t port = 0;
+	char *host_copy;
+	bool host_ok;
+	size_t i;
+
+	for (i = 0; i < 2 && auth == NULL; i++) {
+		size_t n = strlen(ok->scheme[i]);
+
+		if (strncasecmp(v, ok->scheme[i], n) == 0) {
+			out->scheme = ok->id[i];
+			port = ok->default_port[i];
+			auth = v + n;
+		}
+	}
+	if (auth == NULL) {
+		for (i = 0; i < 2; i++) {
+			if (strncasecmp(v, ok->others[i], strlen(ok->others[i])) == 0) {
+				problem(ld,
+				        "%s: %s and %s origins go in %s: %s takes %s or %s, e.g. "
+				        "%s",
+				        ok->key, ok->others[0], ok->others[1], ok->other_key,
+				        ok->key, ok->scheme[0], ok->scheme[1], ok->example);
+				return false;
+			}
+		}
+		problem(ld, "%s: scheme must be %s or %s, e.g. %s", ok->key, ok->scheme[0],
+		        ok->scheme[1], ok->example);
 		return false;
 	}
 	auth_end = auth + strcspn(auth, "/?#");
-	if (auth_end[0] != '\0' && strcmp(auth_end, "/") != 0) {
-		problem(ld, "origin: no path, query or fragment allowed (requests keep their own "
-		            "path): "
-		            "write it as SCHEME://HOST:PORT");
+	if (auth_end[0] != '\0' && !(ok->slash_ok && strcmp(auth_end, "/") == 0)) {
+		problem(ld,
+		        "%s: no path, query or fragment allowed%s: write it as SCHEME://HOST:PORT",
+		        ok->key, ok->path_why);
 		return false;
 	}
 	if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
-		problem(ld, "origin: user information (user@) is not allowed");
+		problem(ld, "%s: user information (user@) is not allowed", ok->key);
 		return false;
 	}
 	if (auth[0] == '[') {
 		host = auth + 1;
 		host_end = memchr(host, ']', (size_t)(auth_end - host));
 		if (host_end == NULL) {
-			problem(ld, "origin: missing ']' after the IPv6 address");
+			problem(ld, "%s: missing ']' after the IPv6 address", ok->key);
 			return false;
 		}
 		if (host_end + 1 < auth_end) {
 			if (host_end[1] != ':') {
-				problem(ld, "origin: expected ':' and a port after ']'");
+				problem(ld, "%s: expected ':' and a port after ']'", ok->key);
 				return false;
 			}
 			port_s = host_end + 2;
@@ -1087,15 +1275,15 @@ static bool set_origin(struct loader *ld, const struct key *k, void *obj, const 
 		host_end = colon != NULL ? colon : auth_end;
 		if (colon != NULL &&
 		    memchr(colon + 1, ':', (size_t)(auth_end - colon - 1)) != NULL) {
-			problem(ld,
-			        "origin: put an IPv6 address in brackets, e.g. http://[::1]:8080");
+			problem(ld, "%s: put an IPv6 address in brackets, e.g. %s[::1]%s", ok->key,
+			        ok->scheme[0], strrchr(ok->example, ':'));
 			return false;
 		}
 		if (colon != NULL)
 			port_s = colon + 1;
 	}
 	if (host == host_end) {
-		problem(ld, "origin: missing host, e.g. http://127.0.0.1:8080");
+		problem(ld, "%s: missing host, e.g. %s", ok->key, ok->example);
 		return false;
 	}
 	if (port_s != NULL) {
@@ -1108,6 +1296,10 @@ static bool set_origin(struct loader *ld, const struct key *k, void *obj, const 
 		buf[n] = '\0';
 		if (!parse_uint(buf, &port) || port == 0 || port > 65535)
 			goto bad_port;
+	} else if (port == 0) {
+		problem(ld, "%s: needs a port, e.g. %s (there is no default port)", ok->key,
+		        ok->example);
+		return false;
 	}
 	host_copy = moat_strndup(host, (size_t)(host_end - host));
 	if (host_copy == NULL) {
@@ -1121,27 +1313,75 @@ static bool set_origin(struct loader *ld, const struct key *k, void *obj, const 
 	else
 		host_ok = dns_name_ok(host_copy, true);
 	if (!host_ok) {
-		problem(ld, "origin: \"%s\" is not a valid host name or address", host_copy);
+		problem(ld, "%s: \"%s\" is not a valid host name or address", ok->key, host_copy);
 		moat_free(host_copy);
 		return false;
 	}
-	origin_copy = moat_strdup(v);
-	if (origin_copy == NULL) {
-		moat_free(host_copy);
-		out_of_memory(ld);
-		return false;
-	}
-	moat_free(t->origin);
-	moat_free(t->origin_host);
-	t->origin = origin_copy;
-	t->origin_host = host_copy;
-	t->origin_scheme = scheme;
-	t->origin_port = (uint16_t)port;
+	out->host = host_copy;
+	out->port = (uint16_t)port;
 	return true;
 
 bad_port:
-	problem(ld, "origin: the port must be a number from 1 to 65535");
+	problem(ld, "%s: the port must be a number from 1 to 65535", ok->key);
 	return false;
+}
+
+/* Stores a parsed origin and the value as written; false (and nothing changed) on failure. */
+static bool store_origin(struct loader *ld, const struct origin *o, const char *v, char **field,
+                         char **host, enum moat_origin_scheme *scheme, uint16_t *port)
+{
+	char *copy = moat_strdup(v);
+
+	if (copy == NULL) {
+		moat_free(o->host);
+		out_of_memory(ld);
+		return false;
+	}
+	moat_free(*field);
+	moat_free(*host);
+	*field = copy;
+	*host = o->host;
+	*scheme = o->scheme;
+	*port = o->port;
+	return true;
+}
+
+static bool set_origin(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	struct moat_config_tenant *t = obj;
+	struct origin o;
+
+	(void)k;
+	if (!parse_origin(ld, &http_origin, v, &o))
+		return false;
+	return store_origin(ld, &o, v, &t->origin, &t->origin_host, &t->origin_scheme,
+	                    &t->origin_port);
+}
+
+static bool set_tcp_origin(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	struct moat_config_tenant *t = obj;
+	struct origin o;
+
+	(void)k;
+	if (!parse_origin(ld, &tcp_origin, v, &o))
+		return false;
+	return store_origin(ld, &o, v, &t->tcp_origin, &t->tcp_origin_host, &t->tcp_origin_scheme,
+	                    &t->tcp_origin_port);
+}
+
+static bool set_proxy_protocol(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	static const char *const opts[] = {"off", "v2"};
+	static const enum moat_proxy_protocol pps[] = {MOAT_PP_OFF, MOAT_PP_V2};
+	int i = match(v, opts, MOAT_ARRAY_LEN(opts));
+
+	if (i < 0) {
+		problem(ld, "proxy_protocol: expected off or v2, not \"%s\"", v);
+		return false;
+	}
+	*FIELD(obj, k, enum moat_proxy_protocol) = pps[i];
+	return true;
 }
 
 /* ---- key tables ---- */
@@ -1171,6 +1411,8 @@ static const struct key moat_keys[MK_COUNT] = {
         [MK_ORIGIN_RESPONSE_TIMEOUT] = {"origin_response_timeout", set_duration,
                                         CFG(origin_response_timeout), 1, DAY_MS, false},
         [MK_DRAIN_TIMEOUT] = {"drain_timeout", set_duration, CFG(drain_timeout), 1, DAY_MS, false},
+        [MK_TCP_IDLE_TIMEOUT] = {"tcp_idle_timeout", set_duration, CFG(tcp_idle_timeout), 1, DAY_MS,
+                                 false},
         [MK_MAX_CONNECTIONS] = {"max_connections", set_unsigned, CFG(max_connections), 1,
                                 MAX_CONNECTIONS, false},
         [MK_MAX_CONNECTIONS_PER_IP] = {"max_connections_per_ip", set_unsigned,
@@ -1184,12 +1426,16 @@ static const struct key moat_keys[MK_COUNT] = {
                                       CFG(request_body_min_rate), 0, GIB, false},
         [MK_ORIGIN_KEEPALIVE] = {"origin_keepalive", set_unsigned, CFG(origin_keepalive), 0,
                                  MAX_KEEPALIVE, false},
+        [MK_TCP_BUFFER] = {"tcp_buffer", set_size, CFG(tcp_buffer), 4 * KIB, 16 * MIB, false},
 };
 
 static const struct key listener_keys[LK_COUNT] = {
         [LK_BIND] = {"bind", set_bind, LSN(bind), 0, 0, false},
         [LK_PROTOCOL] = {"protocol", set_protocol, LSN(protocol), 0, 0, false},
         [LK_DEFAULT_TENANT] = {"default_tenant", set_ref, LSN(default_tenant), 0, 0, false},
+        [LK_TLS] = {"tls", set_tls, LSN(tls), 0, 0, false},
+        [LK_ALLOW] = {"allow", set_allow, LSN(allow), 0, 0, true},
+        [LK_DENY] = {"deny", set_deny, LSN(deny), 0, 0, true},
 };
 
 static const struct key tenant_keys[TK_COUNT] = {
@@ -1202,6 +1448,9 @@ static const struct key tenant_keys[TK_COUNT] = {
         [TK_DEVICE_ID] = {"device_id", set_device_id, TEN(device_id), 0, 0, false},
         [TK_ORIGIN] = {"origin", set_origin, TEN(origin), 0, 0, false},
         [TK_ORIGIN_CA] = {"origin_ca", set_opt_file, TEN(origin_ca), 0, 0, false},
+        [TK_TCP_ORIGIN] = {"tcp_origin", set_tcp_origin, TEN(tcp_origin), 0, 0, false},
+        [TK_PROXY_PROTOCOL] = {"proxy_protocol", set_proxy_protocol, TEN(proxy_protocol), 0, 0,
+                               false},
 };
 
 static const struct {
@@ -1355,6 +1604,7 @@ static bool add_listener(struct loader *ld, const char *name, size_t n)
 	if (l->name == NULL)
 		goto nomem;
 	l->protocol = MOAT_PROTO_HTTP;
+	l->tls = 1;
 	l->line = ld->line;
 	ld->cur = cfg->nlisteners++;
 	return true;
@@ -1401,6 +1651,7 @@ static bool add_tenant(struct loader *ld, const char *name, size_t n)
 		goto nomem;
 	t->mtls = MOAT_MTLS_REQUIRE;
 	t->device_id = MOAT_DEVID_CN;
+	t->proxy_protocol = MOAT_PP_OFF;
 	t->line = ld->line;
 	ld->cur = cfg->ntenants++;
 	return true;
@@ -1602,11 +1853,11 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		apply(ld, moat_keys, MK_COUNT, ld->moat_seen, ld->moat_bad, cfg, name, value);
 		break;
 	case SEC_LISTENER:
-		apply(ld, listener_keys, LK_COUNT, ld->lseen[ld->cur].line, NULL,
+		apply(ld, listener_keys, LK_COUNT, ld->lseen[ld->cur].line, ld->lseen[ld->cur].bad,
 		      &cfg->listeners[ld->cur], name, value);
 		break;
 	case SEC_TENANT:
-		apply(ld, tenant_keys, TK_COUNT, ld->tseen[ld->cur].line, NULL,
+		apply(ld, tenant_keys, TK_COUNT, ld->tseen[ld->cur].line, ld->tseen[ld->cur].bad,
 		      &cfg->tenants[ld->cur], name, value);
 		break;
 	}
@@ -1679,16 +1930,53 @@ static bool same_addr(const struct moat_config_listener *a, const struct moat_co
 	return false;
 }
 
-static bool is_default_tenant(const struct moat_config *cfg, const char *name)
+/* Counts the listeners that name `name` as their default_tenant, with and without TLS. */
+static void count_refs(const struct moat_config *cfg, const char *name, size_t *tls, size_t *plain)
 {
 	size_t i;
 
+	*tls = *plain = 0;
 	for (i = 0; i < cfg->nlisteners; i++) {
-		if (cfg->listeners[i].default_tenant != NULL &&
-		    strcmp(cfg->listeners[i].default_tenant, name) == 0)
-			return true;
+		const struct moat_config_listener *l = &cfg->listeners[i];
+
+		if (l->default_tenant == NULL || strcmp(l->default_tenant, name) != 0)
+			continue;
+		if (l->tls)
+			(*tls)++;
+		else
+			(*plain)++;
 	}
-	return false;
+}
+
+/*
+ * A listener's default_tenant must have the origin its protocol forwards to. Tenants found by
+ * SNI are not checked here: any TLS listener may reach them, so the proxy refuses a device whose
+ * tenant lacks the origin of the listener's protocol.
+ */
+static void check_default_origin(struct loader *ld, const struct moat_config_listener *l,
+                                 const struct seen *lseen)
+{
+	const struct moat_config *cfg = ld->cfg;
+	const struct moat_config_tenant *t = moat_config_tenant_find(cfg, l->default_tenant);
+	const unsigned *tseen;
+
+	if (t == NULL || lseen->bad[LK_PROTOCOL] || (!l->tls && l->protocol != MOAT_PROTO_TCP))
+		return;
+	tseen = ld->tseen[t - cfg->tenants].line;
+	/* a tenant with neither origin is reported once, as a tenant without an origin */
+	if (tseen[TK_ORIGIN] == 0 && tseen[TK_TCP_ORIGIN] == 0)
+		return;
+	if (l->protocol == MOAT_PROTO_TCP && tseen[TK_TCP_ORIGIN] == 0)
+		problem_at(
+		        ld, lseen->line[LK_DEFAULT_TENANT],
+		        "default_tenant \"%s\" has no tcp_origin, which a protocol = tcp listener "
+		        "forwards to: add tcp_origin = tcp://HOST:PORT to [tenant %s]",
+		        t->name, t->name);
+	if (l->protocol == MOAT_PROTO_HTTP && tseen[TK_ORIGIN] == 0)
+		problem_at(ld, lseen->line[LK_DEFAULT_TENANT],
+		           "default_tenant \"%s\" has no origin, which a protocol = http listener "
+		           "forwards to: add origin = http://HOST:PORT to [tenant %s]",
+		           t->name, t->name);
 }
 
 static void check_listeners(struct loader *ld)
@@ -1704,11 +1992,21 @@ static void check_listeners(struct loader *ld)
 			problem_at(ld, l->line,
 			           "[listener %s] needs a bind address, e.g. bind = 0.0.0.0:8443",
 			           l->name);
+		if (!l->tls && l->protocol != MOAT_PROTO_TCP && !ld->lseen[i].bad[LK_PROTOCOL])
+			problem_at(ld, seen[LK_TLS],
+			           "tls = off needs protocol = tcp: HTTP listeners always use TLS");
+		if (!l->tls && l->default_tenant == NULL)
+			problem_at(ld, l->line,
+			           "[listener %s] has tls = off, so no host name selects a tenant: "
+			           "add default_tenant = NAME of the tenant whose tcp_origin its "
+			           "devices reach",
+			           l->name);
 		if (l->default_tenant != NULL &&
 		    moat_config_tenant_find(cfg, l->default_tenant) == NULL)
 			problem_at(ld, seen[LK_DEFAULT_TENANT],
 			           "default_tenant \"%s\" is not a [tenant] section",
 			           l->default_tenant);
+		check_default_origin(ld, l, &ld->lseen[i]);
 		for (j = 0; l->bind != NULL && j < i; j++) {
 			if (cfg->listeners[j].bind != NULL && same_addr(l, &cfg->listeners[j])) {
 				problem_at(ld, seen[LK_BIND],
@@ -1718,6 +2016,23 @@ static void check_listeners(struct loader *ld)
 			}
 		}
 	}
+}
+
+/* origin_ca verifies an https:// origin or a tls:// tcp_origin; with neither it does nothing. */
+static void check_origin_ca(struct loader *ld, const struct moat_config_tenant *t,
+                            const struct seen *seen)
+{
+	if (t->origin_ca == NULL || seen->bad[TK_ORIGIN] || seen->bad[TK_TCP_ORIGIN])
+		return;
+	if (seen->line[TK_ORIGIN] == 0 && seen->line[TK_TCP_ORIGIN] == 0)
+		return; /* reported as a tenant without an origin */
+	if (t->origin != NULL && t->origin_scheme == MOAT_ORIGIN_HTTPS)
+		return;
+	if (t->tcp_origin != NULL && t->tcp_origin_scheme == MOAT_ORIGIN_TLS)
+		return;
+	problem_at(ld, t->origin_ca_line,
+	           "origin_ca is only used with an https:// origin or a tls:// tcp_origin: remove "
+	           "it or make the origin https:// or the tcp_origin tls://");
 }
 
 static void check_tenants(struct loader *ld)
@@ -1730,7 +2045,6 @@ static void check_tenants(struct loader *ld)
 	        {TK_KEY, "a key: add key = PATH of its server private key (PEM)"},
 	        {TK_DEVICE_CA, "a device_ca: add device_ca = PATH of the CA certificates that sign "
 	                       "its devices (PEM)"},
-	        {TK_ORIGIN, "an origin: add origin = http://HOST:PORT of the service behind it"},
 	};
 	struct moat_config *cfg = ld->cfg;
 	size_t i, r;
@@ -1738,6 +2052,8 @@ static void check_tenants(struct loader *ld)
 	for (i = 0; i < cfg->ntenants; i++) {
 		struct moat_config_tenant *t = &cfg->tenants[i];
 		const unsigned *seen = ld->tseen[i].line;
+		size_t refs_tls, refs_plain;
+		bool plain_only, any_tls;
 
 		t->cert_line = seen[TK_CERT];
 		t->key_line = seen[TK_KEY];
@@ -1745,18 +2061,36 @@ static void check_tenants(struct loader *ld)
 		t->crl_line = seen[TK_CRL];
 		t->origin_line = seen[TK_ORIGIN];
 		t->origin_ca_line = seen[TK_ORIGIN_CA];
-		for (r = 0; r < MOAT_ARRAY_LEN(required); r++) {
+		t->tcp_origin_line = seen[TK_TCP_ORIGIN];
+		t->has_tls = t->cert != NULL && t->key != NULL && t->ndevice_cas > 0;
+		count_refs(cfg, t->name, &refs_tls, &refs_plain);
+		/*
+		 * Only a tenant that no TLS handshake can select may go without TLS material: no
+		 * hosts for SNI to match, and default_tenant of plain listeners only. One that
+		 * has part of it is a mistake, and reported as such.
+		 */
+		plain_only = seen[TK_HOSTS] == 0 && refs_plain > 0 && refs_tls == 0;
+		any_tls = seen[TK_CERT] != 0 || seen[TK_KEY] != 0 || seen[TK_DEVICE_CA] != 0;
+		for (r = 0; r < MOAT_ARRAY_LEN(required) && (!plain_only || any_tls); r++) {
 			if (seen[required[r].key] == 0)
 				problem_at(ld, t->line, "[tenant %s] needs %s", t->name,
 				           required[r].what);
 		}
-		if (t->origin_ca != NULL && t->origin != NULL &&
-		    t->origin_scheme != MOAT_ORIGIN_HTTPS)
+		if (seen[TK_ORIGIN] == 0 && seen[TK_TCP_ORIGIN] == 0)
 			problem_at(
-			        ld, t->origin_ca_line,
-			        "origin_ca is only used with an https:// origin: remove it or make "
-			        "the origin https://");
-		if (seen[TK_HOSTS] == 0 && !is_default_tenant(cfg, t->name))
+			        ld, t->line,
+			        "[tenant %s] needs an origin: add origin = http://HOST:PORT of the "
+			        "service behind it, or tcp_origin = tcp://HOST:PORT for TCP "
+			        "listeners",
+			        t->name);
+		check_origin_ca(ld, t, &ld->tseen[i]);
+		if (t->proxy_protocol != MOAT_PP_OFF && seen[TK_TCP_ORIGIN] == 0 &&
+		    seen[TK_ORIGIN] != 0)
+			problem_at(
+			        ld, seen[TK_PROXY_PROTOCOL],
+			        "proxy_protocol is only used with a tcp_origin: remove it or add "
+			        "tcp_origin = tcp://HOST:PORT");
+		if (seen[TK_HOSTS] == 0 && refs_tls + refs_plain == 0)
 			problem_at(ld, t->line,
 			           "[tenant %s] has no hosts and is no listener's default_tenant, "
 			           "so no "
@@ -1887,6 +2221,7 @@ static bool set_defaults(struct moat_config *cfg)
 	cfg->origin_connect_timeout = 5 * SEC_MS;
 	cfg->origin_response_timeout = 60 * SEC_MS;
 	cfg->drain_timeout = 30 * SEC_MS;
+	cfg->tcp_idle_timeout = 10 * MIN_MS;
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 0;
 	cfg->max_request_line = 8 * KIB;
@@ -1894,6 +2229,7 @@ static bool set_defaults(struct moat_config *cfg)
 	cfg->max_headers = 100;
 	cfg->request_body_min_rate = 0;
 	cfg->origin_keepalive = 32;
+	cfg->tcp_buffer = 64 * KIB;
 	cfg->data_dir = moat_strdup(DEFAULT_DATA_DIR);
 	return cfg->data_dir != NULL;
 }
@@ -1966,6 +2302,8 @@ void moat_config_free(struct moat_config *cfg)
 		moat_free(cfg->listeners[i].name);
 		moat_free(cfg->listeners[i].bind);
 		moat_free(cfg->listeners[i].default_tenant);
+		moat_free(cfg->listeners[i].allow);
+		moat_free(cfg->listeners[i].deny);
 	}
 	moat_free(cfg->listeners);
 	for (i = 0; i < cfg->ntenants; i++) {
@@ -1984,6 +2322,8 @@ void moat_config_free(struct moat_config *cfg)
 		moat_free(t->origin);
 		moat_free(t->origin_host);
 		moat_free(t->origin_ca);
+		moat_free(t->tcp_origin);
+		moat_free(t->tcp_origin_host);
 	}
 	moat_free(cfg->tenants);
 	moat_free(cfg->path);

@@ -25,7 +25,27 @@ enum moat_mtls_mode { MOAT_MTLS_REQUIRE = 0, MOAT_MTLS_OPTIONAL };
 
 enum moat_device_id_source { MOAT_DEVID_CN = 0, MOAT_DEVID_SAN_URI, MOAT_DEVID_SAN_DNS };
 
-enum moat_origin_scheme { MOAT_ORIGIN_HTTP = 0, MOAT_ORIGIN_HTTPS };
+enum moat_origin_scheme {
+	MOAT_ORIGIN_HTTP = 0,
+	MOAT_ORIGIN_HTTPS,
+	MOAT_ORIGIN_TCP,
+	MOAT_ORIGIN_TLS
+};
+
+enum moat_proxy_protocol { MOAT_PP_OFF = 0, MOAT_PP_V2 };
+
+/* A source address range. IPv4 ranges are stored IPv4-mapped (::ffff:a.b.c.d, prefix + 96), so
+ * one comparison serves IPv4, IPv6 and mapped peers alike. */
+struct moat_cidr {
+	unsigned char addr[16]; /* network address, host bits zero */
+	unsigned prefix; /* 0..128 */
+};
+
+/* 1 if addr (AF_INET or AF_INET6 sockaddr) lies in one of the n ranges. */
+int moat_cidr_match(const struct moat_cidr *list, size_t n, const struct sockaddr_storage *addr);
+
+/* Parses "10.0.0.0/8", "2001:db8::/32" or a single address into *out. MOAT_OK or MOAT_EINVAL. */
+int moat_cidr_parse(const char *s, struct moat_cidr *out) MOAT_WUR;
 
 struct moat_config_listener {
 	char *name; /* from "[listener NAME]" */
@@ -34,6 +54,11 @@ struct moat_config_listener {
 	socklen_t addrlen;
 	enum moat_listener_protocol protocol;
 	char *default_tenant; /* NULL: a device without SNI (or unknown SNI) is refused */
+	int tls; /* 1 (default): TLS is terminated; 0: plain TCP (protocol tcp only) */
+	struct moat_cidr *allow; /* if any: only these sources may connect */
+	size_t nallow;
+	struct moat_cidr *deny; /* these sources are refused (deny wins over allow) */
+	size_t ndeny;
 	unsigned line; /* line of the section header */
 };
 
@@ -47,13 +72,21 @@ struct moat_config_tenant {
 	char *crl; /* optional PEM CRL file, NULL if none */
 	enum moat_mtls_mode mtls;
 	enum moat_device_id_source device_id;
-	char *origin; /* as written, e.g. "http://127.0.0.1:8080" */
+	char *origin; /* HTTP listeners: "http://host:port" or "https://host:port"; NULL if none */
 	enum moat_origin_scheme origin_scheme;
 	char *origin_host; /* host part (name or address literal, no brackets) */
 	uint16_t origin_port;
-	char *origin_ca; /* https origins: CA file to verify the origin; NULL = system store */
+	char *tcp_origin; /* TCP listeners: "tcp://host:port" or "tls://host:port"; NULL if none */
+	enum moat_origin_scheme tcp_origin_scheme;
+	char *tcp_origin_host;
+	uint16_t tcp_origin_port;
+	char *origin_ca; /* https/tls origins: CA file to verify the origin; NULL = system store */
+	enum moat_proxy_protocol
+	        proxy_protocol; /* TCP listeners: header sent to the origin first */
+	int has_tls; /* cert, key and device_ca given; 0 only for tenants of tls = off listeners */
 	/* line numbers of the keys, for errors found when loading the files they name */
 	unsigned line, cert_line, key_line, device_ca_line, crl_line, origin_line, origin_ca_line;
+	unsigned tcp_origin_line;
 };
 
 struct moat_config {
@@ -73,6 +106,7 @@ struct moat_config {
 	uint64_t origin_connect_timeout;
 	uint64_t origin_response_timeout; /* wait for the response head, and between body reads */
 	uint64_t drain_timeout; /* SIGTERM: in-flight requests get this long */
+	uint64_t tcp_idle_timeout; /* TCP listeners: no byte either way for this long -> close */
 
 	/* limits */
 	unsigned max_connections; /* per process, all listeners */
@@ -82,6 +116,7 @@ struct moat_config {
 	unsigned max_headers;
 	uint64_t request_body_min_rate; /* bytes/s averaged over a body; 0 = off */
 	unsigned origin_keepalive; /* idle origin connections kept per worker and tenant */
+	size_t tcp_buffer; /* TCP listeners: bytes buffered per direction per connection */
 
 	struct moat_config_listener *listeners;
 	size_t nlisteners;

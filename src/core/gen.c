@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "core/alloc.h"
@@ -25,6 +26,35 @@ static void derive(const unsigned char *secret, const char *label, const char *n
 	HMAC(EVP_sha256(), secret, 32, (const unsigned char *)msg, (size_t)n, md, &mdlen);
 	memcpy(out, md, outlen < mdlen ? outlen : mdlen);
 	OPENSSL_cleanse(md, sizeof(md));
+}
+
+static int trust_digest(struct moat_tenant *t)
+{
+	const struct moat_config_tenant *c = t->cfg;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int len = 0;
+	int rc = -1;
+
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		goto out;
+	EVP_DigestUpdate(md, &c->mtls, sizeof(c->mtls));
+	EVP_DigestUpdate(md, &c->device_id, sizeof(c->device_id));
+	for (size_t i = 0; i < c->ndevice_cas; i++) {
+		char buf[8192];
+		size_t n;
+		FILE *f = fopen(c->device_cas[i], "rb");
+
+		if (f == NULL)
+			goto out;
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			EVP_DigestUpdate(md, buf, n);
+		fclose(f);
+	}
+	if (EVP_DigestFinal_ex(md, t->trust_digest, &len) == 1 && len == sizeof(t->trust_digest))
+		rc = 0;
+out:
+	EVP_MD_CTX_free(md);
+	return rc;
 }
 
 static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_report_fn report,
@@ -52,7 +82,10 @@ static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_r
 	if (getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
 	                NI_NUMERICHOST) != 0)
 		host[0] = '\0';
-	snprintf(t->origin_key, sizeof(t->origin_key), "%.200s|%.64s", c->origin, host);
+	/* TLS origin connections were verified under this tenant's origin_ca: never lend them
+	 * to another tenant, even one naming the same origin */
+	snprintf(t->origin_key, sizeof(t->origin_key), "%.200s|%.64s|%.20s", c->origin, host,
+	         c->origin_scheme == MOAT_ORIGIN_HTTPS ? c->name : "");
 	freeaddrinfo(res);
 	return MOAT_OK;
 }
@@ -110,6 +143,10 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 		derive(ticket_secret, "hmac", t->cfg->name, t->ticket_hmac, sizeof(t->ticket_hmac));
 		if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK)
 			failed = 1;
+		else if (trust_digest(t) < 0) {
+			report(arg, cfg->path, t->cfg->device_ca_line, "device_ca: cannot read");
+			failed = 1;
+		}
 		if (t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS &&
 		    moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK)
 			failed = 1;

@@ -37,6 +37,10 @@ struct moat_tenant {
 	unsigned char ticket_name[MOAT_TICKET_KEY_NAME_LEN];
 	unsigned char ticket_aes[32];
 	unsigned char ticket_hmac[32];
+	/* SHA-256 over what a handshake proves against: device CA certificates, mtls mode and
+	 * device id source. Sessions and open connections made under another digest are not
+	 * trusted after a reload. */
+	unsigned char trust_digest[32];
 	struct moat_gen *gen;
 };
 

@@ -53,10 +53,16 @@ ssize_t moat_sock_read(struct moat_sock *s, char *buf, size_t len)
 	ssize_t n;
 
 	if (s->ssl != NULL) {
-		int r = SSL_read(s->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+		int r;
 
-		if (r > 0)
+		/* a stale error left on this thread's queue would turn a would-block into a
+		 * failure of an unrelated connection */
+		ERR_clear_error();
+		r = SSL_read(s->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+		if (r > 0) {
+			s->rd_wait = UV_READABLE;
 			return r;
+		}
 		r = ssl_fail(s, r, &s->rd_wait);
 		if (r == MOAT_ECLOSED)
 			return 0;
@@ -84,10 +90,14 @@ ssize_t moat_sock_write(struct moat_sock *s, const char *buf, size_t len)
 	ssize_t n;
 
 	if (s->ssl != NULL) {
-		int r = SSL_write(s->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+		int r;
 
-		if (r > 0)
+		ERR_clear_error();
+		r = SSL_write(s->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+		if (r > 0) {
+			s->wr_wait = UV_WRITABLE;
 			return r;
+		}
 		r = ssl_fail(s, r, &s->wr_wait);
 		return r == MOAT_ECLOSED ? MOAT_EIO : r;
 	}

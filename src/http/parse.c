@@ -297,6 +297,26 @@ static int has_prefix_ci(struct moat_slice a, const char *prefix)
 	return moat_slice_eq_ci((struct moat_slice){a.p, n}, prefix);
 }
 
+/*
+ * Identity a client must not set. '_' counts as '-': CGI, WSGI, PHP and Rack map both
+ * "Moat-Device" and "Moat_Device" to HTTP_MOAT_DEVICE, so either spelling would reach an
+ * origin as the same variable.
+ */
+static int is_spoofable(struct moat_slice name)
+{
+	char norm[32];
+	struct moat_slice n = {norm, name.len < sizeof(norm) ? name.len : sizeof(norm)};
+
+	for (size_t i = 0; i < n.len; i++)
+		norm[i] = name.p[i] == '_' ? '-' : name.p[i];
+	if (name.len <= sizeof(norm) &&
+	    (moat_slice_eq_ci(n, "forwarded") || moat_slice_eq_ci(n, "x-real-ip")))
+		return 1;
+	/* prefixes: the first 32 bytes are enough to decide */
+	return has_prefix_ci(n, "moat-") || has_prefix_ci(n, "x-forwarded-") ||
+	       has_prefix_ci(n, "x-client-cert");
+}
+
 static unsigned name_flags(struct moat_slice name)
 {
 	static const char *const hop[] = {
@@ -319,9 +339,7 @@ static unsigned name_flags(struct moat_slice name)
 	for (i = 0; i < MOAT_ARRAY_LEN(hop); i++)
 		if (moat_slice_eq_ci(name, hop[i]))
 			return MOAT_HDR_HOP;
-	if (has_prefix_ci(name, "moat-") || moat_slice_eq_ci(name, "forwarded") ||
-	    has_prefix_ci(name, "x-forwarded-") || moat_slice_eq_ci(name, "x-real-ip") ||
-	    has_prefix_ci(name, "x-client-cert"))
+	if (is_spoofable(name))
 		return MOAT_HDR_SPOOF;
 	return 0;
 }

@@ -75,6 +75,7 @@ struct moat_http_conn {
 	struct moat_buf in, out;
 	unsigned draining : 1, close_after : 1, resumed : 1, up_eof : 1, up_failed : 1;
 	unsigned head_dirty : 1; /* bytes arrived that may complete or refuse the head */
+	unsigned up_err : 1; /* the origin connection ended in an error, not a clean close */
 	uint64_t t_accept, t_head_start, t_last_in, t_last_out, t_origin_act;
 	struct moat_upstream *up;
 	struct request_state rq;
@@ -240,6 +241,7 @@ static void respond_error(struct moat_http_conn *c, int status, const char *code
 	c->out.end += h.len;
 	access_log(c);
 	c->state = CS_CLOSING;
+	c->t_last_out = now_ms(c);
 }
 
 static void origin_failed(struct moat_http_conn *c, int status, const char *code,
@@ -284,6 +286,11 @@ static int build_identity_headers(struct moat_http_conn *c)
 	return MOAT_OK;
 }
 
+static size_t client_in_cap(const struct moat_config *cfg)
+{
+	return cfg->max_header_size > CLIENT_IN_MIN ? cfg->max_header_size : CLIENT_IN_MIN;
+}
+
 /* Every request is judged under the current generation: a tenant removed or a device revoked
  * by a reload stops at its next request, whatever generation its handshake saw. Returns 0 to
  * go on, -1 when the connection was closed. */
@@ -299,6 +306,16 @@ static int refresh_generation(struct moat_http_conn *c)
 	if (t == NULL) {
 		moat_log_info("closing connection of %s: tenant %s was removed", c->peer_ip,
 		              c->tenant_name);
+		conn_close(c);
+		return -1;
+	}
+	if (memcmp(t->trust_digest, c->tenant->trust_digest, sizeof(t->trust_digest)) != 0) {
+		/* CAs, verification mode or identity source changed: what the handshake proved
+		 * no longer says what the tenant requires. The device reconnects and is judged
+		 * by a full handshake under the new policy. */
+		moat_log_info(
+		        "closing connection of %s: tenant %s changed its device trust settings",
+		        c->peer_ip, c->tenant_name);
 		conn_close(c);
 		return -1;
 	}
@@ -327,6 +344,8 @@ static int refresh_generation(struct moat_http_conn *c)
 	moat_gen_release(c->gen);
 	c->gen = cur;
 	c->tenant = t;
+	if (c->in.data == NULL) /* a reload may have raised max_header_size */
+		moat_buf_init(&c->in, client_in_cap(cur->cfg));
 	return 0;
 }
 
@@ -469,7 +488,7 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 
 	memset(rq, 0, sizeof(*rq));
 	memset(&c->rs, 0, sizeof(c->rs));
-	c->up_eof = c->up_failed = 0;
+	c->up_eof = c->up_failed = c->up_err = 0;
 	moat_worker_request_id(c->w, rq->id);
 	copy_slice(rq->method, sizeof(rq->method), req->method);
 	copy_slice(rq->path, sizeof(rq->path), req->path.len ? req->path : req->target);
@@ -479,10 +498,12 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 	rq->expect_continue = req->expect_continue;
 	rq->framing = req->framing;
 	rq->remaining = req->content_length;
-	rq->bytes_in = req->head_len;
 	rq->t_start_ns = uv_hrtime();
 	rq->body_done = req->framing == MOAT_BODY_NONE ||
 	                (req->framing == MOAT_BODY_LENGTH && req->content_length == 0);
+	/* everything buffered now is this request's head and body, or a pipelined successor's;
+	 * the successor's part is taken off when the body ends */
+	rq->bytes_in = rq->body_done ? req->head_len : moat_buf_len(&c->in);
 	moat_http_chunked_init(&rq->chunked, CHUNK_MAX_LINE, c->gen->cfg->max_header_size);
 	c->state = CS_PROXY;
 	if (refresh_generation(c) < 0)
@@ -696,7 +717,9 @@ static int write_response_head(struct moat_http_conn *c, const struct moat_http_
 	if (res->status >= 200) {
 		if (c->rs.chunked_out)
 			moat_line_raw(&l, "Transfer-Encoding: chunked\r\n", 28);
-		if (c->close_after || !c->rq.keep_alive || c->draining)
+		/* an origin answering before the whole body arrived ends the exchange: the rest
+		 * of the body will not be read, so the connection cannot be reused */
+		if (c->close_after || !c->rq.keep_alive || c->draining || !c->rq.body_done)
 			moat_line_raw(&l, "Connection: close\r\n", 19);
 		else if (c->rq.minor == 0)
 			moat_line_raw(&l, "Connection: keep-alive\r\n", 24);
@@ -797,7 +820,7 @@ static int move_response_body(struct moat_http_conn *c)
 	if (avail == 0) {
 		if (!c->up_eof)
 			return 0;
-		if (rs->framing == MOAT_BODY_UNTIL_CLOSE) {
+		if (rs->framing == MOAT_BODY_UNTIL_CLOSE && !c->up_err) {
 			rs->done = 1;
 			return 1;
 		}
@@ -952,6 +975,7 @@ static int do_proxy(struct moat_http_conn *c)
 				progress = 1;
 			} else if (n == 0 || n == MOAT_EIO) {
 				c->up_eof = 1;
+				c->up_err = n == MOAT_EIO;
 				progress = 1;
 			}
 		}
@@ -1050,7 +1074,9 @@ static void update_watch(struct moat_http_conn *c)
 			ev |= c->sock.rd_wait;
 		break;
 	case CS_PROXY:
-		if (!c->rq.body_done && (c->in.data == NULL || moat_buf_room(&c->in) > 0))
+		/* move_request_body reads only once the buffer is drained into the origin's:
+		 * asking for readability earlier would wake us for nothing, forever */
+		if (!c->rq.body_done && moat_buf_len(&c->in) == 0)
 			ev |= c->sock.rd_wait;
 		break;
 	default:
@@ -1100,7 +1126,9 @@ static uint64_t next_deadline(struct moat_http_conn *c)
 			d = min_u64(d, c->t_origin_act + cfg->origin_connect_timeout);
 		else if (c->up != NULL && !c->rs.done)
 			d = min_u64(d, c->t_origin_act + cfg->origin_response_timeout);
-		if (!c->rq.body_done) {
+		if (!c->rq.body_done && moat_buf_len(&c->in) == 0) {
+			/* only while waiting for the device: when the origin is the slow side,
+			 * the device is not to blame */
 			d = min_u64(d, c->t_last_in + cfg->request_body_timeout);
 			if (cfg->request_body_min_rate > 0)
 				d = min_u64(d, min_rate_deadline(c, cfg));
@@ -1162,8 +1190,9 @@ static void timer_cb(uv_timer_t *t)
 		if (c->up != NULL && c->up->state != UP_READY &&
 		    now >= c->t_origin_act + cfg->origin_connect_timeout) {
 			origin_failed(c, 504, "origin_timeout", "connect to origin timed out");
-		} else if (!c->rq.body_done && (now >= c->t_last_in + cfg->request_body_timeout ||
-		                                body_below_min_rate(c, cfg, now))) {
+		} else if (!c->rq.body_done && moat_buf_len(&c->in) == 0 &&
+		           (now >= c->t_last_in + cfg->request_body_timeout ||
+		            body_below_min_rate(c, cfg, now))) {
 			moat_log_info("request body too slow (remote=%s:%u request_id=%s)",
 			              c->peer_ip, c->peer_port, c->rq.id);
 			respond_error(c, 408, NULL, "request body not received in time");
@@ -1228,7 +1257,6 @@ void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
 {
 	struct moat_http_conn *c = moat_calloc(1, sizeof(*c));
 	const struct moat_config *cfg = w->gen->cfg;
-	size_t in_cap = cfg->max_header_size > CLIENT_IN_MIN ? cfg->max_header_size : CLIENT_IN_MIN;
 
 	if (c == NULL)
 		goto fail;
@@ -1246,7 +1274,7 @@ void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
 		c->peer_port = ntohs(a4->sin_port);
 	}
 	snprintf(c->listener_name, sizeof(c->listener_name), "%s", l->cfg->name);
-	moat_buf_init(&c->in, in_cap);
+	moat_buf_init(&c->in, client_in_cap(cfg));
 	moat_buf_init(&c->out, CLIENT_OUT_CAP);
 	if (moat_sock_init(&c->sock, &w->loop, fd, c) != MOAT_OK)
 		goto fail;

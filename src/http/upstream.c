@@ -131,9 +131,13 @@ struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat
 	size_t out_cap;
 	int fd;
 
+	out_cap = w->gen->cfg->max_header_size + 8192;
+	if (out_cap < UPSTREAM_OUT_MIN)
+		out_cap = UPSTREAM_OUT_MIN;
 	if (u != NULL) {
 		u->owner = owner;
 		u->reused = 1;
+		moat_buf_init(&u->out, out_cap); /* pooled connections hold no buffers */
 		return u;
 	}
 	fd = socket(t->origin_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -162,9 +166,8 @@ struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat
 	u->owner = owner;
 	moat_list_init(&u->link);
 	snprintf(u->key, sizeof(u->key), "%s", t->origin_key);
-	out_cap = w->gen->cfg->max_header_size + 8192;
 	moat_buf_init(&u->in, UPSTREAM_IN_CAP);
-	moat_buf_init(&u->out, out_cap > UPSTREAM_OUT_MIN ? out_cap : UPSTREAM_OUT_MIN);
+	moat_buf_init(&u->out, out_cap);
 	if (moat_sock_init(&u->sock, &w->loop, fd, u) != MOAT_OK) {
 		*err = "cannot watch socket";
 		close(fd);

@@ -14,6 +14,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -121,6 +122,17 @@ static int load_cas(struct moat_tenant *t, SSL_CTX *ctx, const char *file,
 			t->crls[t->ncrls++] = crl;
 		}
 		BIO_free(b);
+		{
+			/* the loop ends at the end of the file ("no start line"); anything else
+			 * is a damaged CRL that must not be half-loaded */
+			unsigned long e = ERR_peek_last_error();
+
+			if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM &&
+			                ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+				report_ssl(report, arg, file, c->crl_line, "crl", c->crl);
+				goto out;
+			}
+		}
 		ERR_clear_error();
 		if (t->ncrls == 0) {
 			report_ssl(report, arg, file, c->crl_line, "crl", c->crl);
@@ -313,25 +325,42 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[
 	return 1;
 }
 
+/* Ticket application data: the tenant name and its trust digest. */
+static size_t ticket_appdata(const struct moat_tenant *t, unsigned char *buf, size_t cap)
+{
+	size_t n = strlen(t->cfg->name);
+
+	if (n + 1 + sizeof(t->trust_digest) > cap)
+		return 0;
+	memcpy(buf, t->cfg->name, n);
+	buf[n] = '\0';
+	memcpy(buf + n + 1, t->trust_digest, sizeof(t->trust_digest));
+	return n + 1 + sizeof(t->trust_digest);
+}
+
 static int ticket_gen_cb(SSL *ssl, void *arg)
 {
 	struct moat_tls_conn *t = conn_of(ssl);
 	SSL_SESSION *sess = SSL_get0_session(ssl);
+	unsigned char data[128];
+	size_t len;
 
 	if (t == NULL || t->tenant == NULL || sess == NULL)
 		return 0;
-	return SSL_SESSION_set1_ticket_appdata(sess, t->tenant->cfg->name,
-	                                       strlen(t->tenant->cfg->name));
+	len = ticket_appdata(t->tenant, data, sizeof(data));
+	return len > 0 && SSL_SESSION_set1_ticket_appdata(sess, data, len);
 }
 
-/* A ticket that decrypted is used only if it names this tenant and its device is not revoked
- * now: resumption must never skip a check the full handshake would make. */
+/* A ticket that decrypted is used only if it was issued under this tenant with the same trust
+ * settings, and its certificate is neither revoked nor expired now: resumption must never
+ * skip a check the full handshake would make. */
 static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
                                        size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
 {
 	struct moat_tls_conn *t = conn_of(ssl);
+	unsigned char want[128];
+	size_t want_len, len = 0;
 	void *data = NULL;
-	size_t len = 0;
 	X509 *peer;
 
 	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
@@ -340,11 +369,13 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsign
 		               : SSL_TICKET_RETURN_IGNORE_RENEW;
 	if (t == NULL || t->tenant == NULL)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
-	if (!SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || data == NULL ||
-	    len != strlen(t->tenant->cfg->name) || memcmp(data, t->tenant->cfg->name, len) != 0)
+	want_len = ticket_appdata(t->tenant, want, sizeof(want));
+	if (!SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || data == NULL || want_len == 0 ||
+	    len != want_len || CRYPTO_memcmp(data, want, len) != 0)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	peer = SSL_SESSION_get0_peer(sess);
-	if (peer != NULL && moat_tenant_cert_revoked(t->tenant, peer))
+	if (peer != NULL && (moat_tenant_cert_revoked(t->tenant, peer) ||
+	                     X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0))
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
 }

@@ -401,6 +401,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->max_headers, 100);
 	assert_int_equal(cfg->request_body_min_rate, 0);
 	assert_int_equal(cfg->origin_keepalive, 32);
+	assert_int_equal(cfg->tcp_idle_timeout, 600000);
+	assert_int_equal(cfg->tcp_buffer, 65536);
 
 	assert_int_equal(cfg->nlisteners, 1);
 	l = &cfg->listeners[0];
@@ -408,6 +410,11 @@ static void test_defaults(void **state)
 	assert_string_equal(l->bind, "127.0.0.1:8443");
 	assert_int_equal(l->protocol, MOAT_PROTO_HTTP);
 	assert_string_equal(l->default_tenant, "demo");
+	assert_int_equal(l->tls, 1);
+	assert_null(l->allow);
+	assert_int_equal(l->nallow, 0);
+	assert_null(l->deny);
+	assert_int_equal(l->ndeny, 0);
 	assert_int_equal(l->line, 1);
 
 	assert_int_equal(cfg->ntenants, 1);
@@ -430,6 +437,11 @@ static void test_defaults(void **state)
 	assert_string_equal(t->origin_host, "127.0.0.1");
 	assert_int_equal(t->origin_port, 8080);
 	assert_null(t->origin_ca);
+	assert_null(t->tcp_origin);
+	assert_null(t->tcp_origin_host);
+	assert_int_equal(t->tcp_origin_port, 0);
+	assert_int_equal(t->proxy_protocol, MOAT_PP_OFF);
+	assert_int_equal(t->has_tls, 1);
 	assert_int_equal(t->line, 4);
 	assert_int_equal(t->cert_line, 6);
 	assert_int_equal(t->key_line, 7);
@@ -437,6 +449,7 @@ static void test_defaults(void **state)
 	assert_int_equal(t->crl_line, 0);
 	assert_int_equal(t->origin_line, 9);
 	assert_int_equal(t->origin_ca_line, 0);
+	assert_int_equal(t->tcp_origin_line, 0);
 
 	assert_ptr_equal(moat_config_tenant_find(cfg, "demo"), t);
 	assert_null(moat_config_tenant_find(cfg, "dem"));
@@ -928,11 +941,11 @@ static void test_listener_errors(void **state)
 	         "names "
 	         "are not resolved)"},
 	        {L2 "bind = [::1]:8443\nprotocol = mqtt\n", 12,
-	         "protocol: mqtt is not supported yet: use http"},
-	        {L2 "bind = [::1]:8443\nprotocol = tcp\n", 12,
-	         "protocol: tcp is not supported yet: use http"},
+	         "protocol: mqtt is not supported yet: use http or tcp"},
 	        {L2 "bind = [::1]:8443\nprotocol = HTTP\n", 12,
-	         "protocol: expected http, not \"HTTP\""},
+	         "protocol: expected http or tcp, not \"HTTP\""},
+	        {L2 "bind = [::1]:8443\nprotocol = udp\n", 12,
+	         "protocol: expected http or tcp, not \"udp\""},
 	        {L2 "bind = [::1]:8443\ndefault_tenant = nobody\n", 12,
 	         "default_tenant \"nobody\" is not a [tenant] section"},
 	        {L2 "protocol = http\n", 10,
@@ -1051,15 +1064,15 @@ static void test_tenant_errors(void **state)
 	              "device_ca = ca.pem\n",
 	         10,
 	         "[tenant t2] needs an origin: add origin = http://HOST:PORT of the service behind "
-	         "it"},
+	         "it, or tcp_origin = tcp://HOST:PORT for TCP listeners"},
 	        {BASE "[tenant t2]\ncert = server.pem\nkey = server.key\ndevice_ca = ca.pem\n"
 	              "origin = http://127.0.0.1:1\n",
 	         10,
 	         "[tenant t2] has no hosts and is no listener's default_tenant, so no device can "
 	         "reach it: add hosts = NAME"},
 	        {BASE TENANT2 "origin_ca = origin-ca.pem\n", 16,
-	         "origin_ca is only used with an https:// origin: remove it or make the origin "
-	         "https://"},
+	         "origin_ca is only used with an https:// origin or a tls:// tcp_origin: remove it "
+	         "or make the origin https:// or the tcp_origin tls://"},
 	};
 
 	(void)state;
@@ -1200,7 +1213,7 @@ static void test_many_errors(void **state)
 	         "[tenant other] needs a device_ca: add device_ca = PATH of the CA certificates "
 	         "that sign its devices (PEM)"},
 	        {11, "[tenant other] needs an origin: add origin = http://HOST:PORT of the service "
-	             "behind it"},
+	             "behind it, or tcp_origin = tcp://HOST:PORT for TCP listeners"},
 	        {12,
 	         "host \"a.example\" is claimed by tenants \"demo\" and \"other\": keep it in one"},
 	};

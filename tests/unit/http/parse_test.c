@@ -295,6 +295,9 @@ static void test_flags(void **state)
 	        {"Moat-Device-Id", MOAT_HDR_SPOOF},
 	        {"X-Client-Cert", MOAT_HDR_SPOOF},
 	        {"X-Client-Cert-Chain", MOAT_HDR_SPOOF},
+	        {"Moat_Device", MOAT_HDR_SPOOF},
+	        {"X_Forwarded_For", MOAT_HDR_SPOOF},
+	        {"x_real_ip", MOAT_HDR_SPOOF},
 	        {"Content-Length", MOAT_HDR_CONTENT_LENGTH},
 	        {"Accept", 0},
 	        {"X-Forwarded", 0},
@@ -320,6 +323,9 @@ static void test_flags(void **state)
 	                "Moat-Device-Id: dev\r\n"
 	                "X-Client-Cert: x\r\n"
 	                "X-Client-Cert-Chain: x\r\n"
+	                "Moat_Device: victim\r\n"
+	                "X_Forwarded_For: 1.2.3.4\r\n"
+	                "x_real_ip: 1.2.3.4\r\n"
 	                "Content-Length: 3\r\n"
 	                "Accept: */*\r\n"
 	                "X-Forwarded: x\r\n"
