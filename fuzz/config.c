@@ -9,10 +9,13 @@
  * Besides crashes and sanitizer reports (leaks included), it checks that:
  *  - a configuration is returned exactly on MOAT_OK, and an error was reported otherwise;
  *  - every report has a message and a line inside the input;
- *  - inih never sees a line the reader let through as valid and then refuses it.
+ *  - inih never sees a line the reader let through as valid and then refuses it;
+ *  - a configuration returned holds what the cross-section checks promise: a plain (tls = off)
+ *    listener is a TCP listener whose default_tenant has a tcp_origin, every tenant has an
+ *    origin, and a tenant without TLS material cannot be selected by a TLS handshake.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc fuzz/config.c src/core/config.c \
- *       src/core/alloc.c -linih
+ *       src/core/cidr.c src/core/alloc.c -linih
  *   ./a.out -dict=fuzz/config.dict fuzz/corpus/config
  */
 #ifndef _GNU_SOURCE
@@ -90,6 +93,60 @@ static void report(void *arg, const char *file, unsigned line, const char *msg)
 		abort();
 }
 
+static void check_cidrs(const struct moat_cidr *list, size_t n)
+{
+	size_t i;
+
+	if ((n == 0) != (list == NULL))
+		abort();
+	for (i = 0; i < n; i++) {
+		if (list[i].prefix > 128)
+			abort();
+	}
+}
+
+static void check_listener(const struct moat_config *cfg, const struct moat_config_listener *l)
+{
+	const struct moat_config_tenant *t = moat_config_tenant_find(cfg, l->default_tenant);
+
+	if (l->default_tenant != NULL && t == NULL)
+		abort();
+	if (l->protocol != MOAT_PROTO_HTTP && l->protocol != MOAT_PROTO_TCP)
+		abort();
+	if (l->tls != 0 && l->tls != 1)
+		abort();
+	if (l->tls == 0 && (l->protocol != MOAT_PROTO_TCP || t == NULL))
+		abort();
+	if (t != NULL && l->protocol == MOAT_PROTO_TCP && t->tcp_origin == NULL)
+		abort();
+	if (t != NULL && l->protocol == MOAT_PROTO_HTTP && t->origin == NULL)
+		abort();
+	if (t != NULL && l->tls && !t->has_tls)
+		abort();
+	check_cidrs(l->allow, l->nallow);
+	check_cidrs(l->deny, l->ndeny);
+}
+
+static void check_tenant(const struct moat_config_tenant *t)
+{
+	if (t->origin == NULL && t->tcp_origin == NULL)
+		abort();
+	if (t->has_tls != (t->cert != NULL && t->key != NULL && t->ndevice_cas > 0))
+		abort();
+	if (!t->has_tls &&
+	    (t->cert != NULL || t->key != NULL || t->ndevice_cas > 0 || t->nhosts > 0))
+		abort(); /* TLS material is given in full or not at all */
+	if (t->origin != NULL && t->origin_scheme != MOAT_ORIGIN_HTTP &&
+	    t->origin_scheme != MOAT_ORIGIN_HTTPS)
+		abort();
+	if (t->tcp_origin != NULL &&
+	    ((t->tcp_origin_scheme != MOAT_ORIGIN_TCP && t->tcp_origin_scheme != MOAT_ORIGIN_TLS) ||
+	     t->tcp_origin_port == 0 || t->tcp_origin_host == NULL))
+		abort();
+	if (t->proxy_protocol != MOAT_PP_OFF && t->tcp_origin == NULL)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct moat_config *cfg = NULL;
@@ -114,12 +171,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cfg != NULL) {
 		if (r.reports != 0 || cfg->nlisteners == 0 || cfg->ntenants == 0)
 			abort();
-		for (i = 0; i < cfg->nlisteners; i++) {
-			const char *t = cfg->listeners[i].default_tenant;
-
-			if (t != NULL && moat_config_tenant_find(cfg, t) == NULL)
-				abort();
-		}
+		if (cfg->tcp_buffer < 4096 || cfg->tcp_buffer > 16 * 1024 * 1024 ||
+		    cfg->tcp_idle_timeout == 0)
+			abort();
+		for (i = 0; i < cfg->nlisteners; i++)
+			check_listener(cfg, &cfg->listeners[i]);
+		for (i = 0; i < cfg->ntenants; i++)
+			check_tenant(&cfg->tenants[i]);
 	}
 	moat_config_free(cfg);
 	return 0;

@@ -57,36 +57,57 @@ out:
 	return rc;
 }
 
-static int resolve_origin(struct moat_tenant *t, const char *file, moat_config_report_fn report,
-                          void *arg)
+/* Resolves an origin's host once per generation: the request path never waits for DNS. */
+static int resolve(const char *host, uint16_t port_num, unsigned line, const char *key,
+                   const char *file, moat_config_report_fn report, void *arg,
+                   struct sockaddr_storage *addr, socklen_t *addrlen, char *numeric, size_t cap)
 {
-	const struct moat_config_tenant *c = t->cfg;
 	struct addrinfo hints, *res = NULL;
-	char port[8], host[NI_MAXHOST];
+	char port[8];
 	char msg[400];
 	int rc;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%u", c->origin_port);
-	rc = getaddrinfo(c->origin_host, port, &hints, &res);
+	snprintf(port, sizeof(port), "%u", port_num);
+	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0 || res == NULL) {
-		snprintf(msg, sizeof(msg), "origin: cannot resolve %s: %s", c->origin_host,
+		snprintf(msg, sizeof(msg), "%s: cannot resolve %s: %s", key, host,
 		         gai_strerror(rc));
-		report(arg, file, c->origin_line, msg);
+		report(arg, file, line, msg);
 		return MOAT_EINVAL;
 	}
-	memcpy(&t->origin_addr, res->ai_addr, res->ai_addrlen);
-	t->origin_addrlen = res->ai_addrlen;
-	if (getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
+	memcpy(addr, res->ai_addr, res->ai_addrlen);
+	*addrlen = res->ai_addrlen;
+	if (getnameinfo(res->ai_addr, res->ai_addrlen, numeric, (socklen_t)cap, NULL, 0,
 	                NI_NUMERICHOST) != 0)
-		host[0] = '\0';
-	/* TLS origin connections were verified under this tenant's origin_ca: never lend them
-	 * to another tenant, even one naming the same origin */
-	snprintf(t->origin_key, sizeof(t->origin_key), "%.200s|%.64s|%.20s", c->origin, host,
-	         c->origin_scheme == MOAT_ORIGIN_HTTPS ? c->name : "");
+		numeric[0] = '\0';
 	freeaddrinfo(res);
+	return MOAT_OK;
+}
+
+static int resolve_origins(struct moat_tenant *t, const char *file, moat_config_report_fn report,
+                           void *arg)
+{
+	const struct moat_config_tenant *c = t->cfg;
+	char host[NI_MAXHOST];
+
+	if (c->origin != NULL) {
+		if (resolve(c->origin_host, c->origin_port, c->origin_line, "origin", file, report,
+		            arg, &t->origin_addr, &t->origin_addrlen, host,
+		            sizeof(host)) != MOAT_OK)
+			return MOAT_EINVAL;
+		/* TLS origin connections were verified under this tenant's origin_ca: never
+		 * lend them to another tenant, even one naming the same origin */
+		snprintf(t->origin_key, sizeof(t->origin_key), "%.200s|%.64s|%.20s", c->origin,
+		         host, c->origin_scheme == MOAT_ORIGIN_HTTPS ? c->name : "");
+	}
+	if (c->tcp_origin != NULL &&
+	    resolve(c->tcp_origin_host, c->tcp_origin_port, c->tcp_origin_line, "tcp_origin", file,
+	            report, arg, &t->tcp_origin_addr, &t->tcp_origin_addrlen, host,
+	            sizeof(host)) != MOAT_OK)
+		return MOAT_EINVAL;
 	return MOAT_OK;
 }
 
@@ -141,16 +162,22 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 		derive(ticket_secret, "name", t->cfg->name, t->ticket_name, sizeof(t->ticket_name));
 		derive(ticket_secret, "aes", t->cfg->name, t->ticket_aes, sizeof(t->ticket_aes));
 		derive(ticket_secret, "hmac", t->cfg->name, t->ticket_hmac, sizeof(t->ticket_hmac));
-		if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK)
-			failed = 1;
-		else if (trust_digest(t) < 0) {
-			report(arg, cfg->path, t->cfg->device_ca_line, "device_ca: cannot read");
-			failed = 1;
+		/* a tenant serving only plain-TCP listeners has no TLS material */
+		if (t->cfg->has_tls) {
+			if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK) {
+				failed = 1;
+			} else if (trust_digest(t) < 0) {
+				report(arg, cfg->path, t->cfg->device_ca_line,
+				       "device_ca: cannot read");
+				failed = 1;
+			}
 		}
-		if (t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS &&
+		if (((t->cfg->origin != NULL && t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS) ||
+		     (t->cfg->tcp_origin != NULL &&
+		      t->cfg->tcp_origin_scheme == MOAT_ORIGIN_TLS)) &&
 		    moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK)
 			failed = 1;
-		if (resolve_origin(t, cfg->path, report, arg) != MOAT_OK)
+		if (resolve_origins(t, cfg->path, report, arg) != MOAT_OK)
 			failed = 1;
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -161,7 +188,7 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 		l->gen = g;
 		if (l->cfg->default_tenant != NULL)
 			l->default_tenant = moat_gen_tenant_by_name(g, l->cfg->default_tenant);
-		if (moat_tls_listener_ctx(l) != MOAT_OK) {
+		if (l->cfg->tls && moat_tls_listener_ctx(l) != MOAT_OK) {
 			report(arg, cfg->path, l->cfg->line,
 			       "cannot create the listener's TLS context");
 			failed = 1;

@@ -28,9 +28,11 @@ struct moat_tenant {
 	SSL_CTX *ssl_ctx; /* server certificate, device CAs, verification policy */
 	X509_CRL **crls; /* revocation lists, consulted on every resumption and request */
 	size_t ncrls;
-	struct sockaddr_storage origin_addr;
+	struct sockaddr_storage origin_addr; /* HTTP origin; origin_addrlen 0 if none */
 	socklen_t origin_addrlen;
-	SSL_CTX *origin_ctx; /* https origins: client context verifying the origin */
+	struct sockaddr_storage tcp_origin_addr; /* TCP origin; tcp_origin_addrlen 0 if none */
+	socklen_t tcp_origin_addrlen;
+	SSL_CTX *origin_ctx; /* https/tls origins: client context verifying the origin */
 	char origin_key[300]; /* "scheme://host:port" + addr: origin pool key */
 	/* session ticket keys, derived from the process's ticket secret and the tenant name, so a
 	 * ticket issued for one tenant cannot even be decrypted under another */

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/proxy.h"
+#include "tcp/proxy.h"
 
 #define ACCEPT_BATCH 64
 #define LISTEN_BACKLOG 4096
@@ -119,6 +120,14 @@ static int sync_listens(struct moat_worker *w)
 	return rc;
 }
 
+/* Source address lists: deny wins; a non-empty allow list admits only its ranges. */
+static int source_allowed(const struct moat_config_listener *l, const struct sockaddr_storage *a)
+{
+	if (l->ndeny > 0 && moat_cidr_match(l->deny, l->ndeny, a))
+		return 0;
+	return l->nallow == 0 || moat_cidr_match(l->allow, l->nallow, a);
+}
+
 static void listen_cb(uv_poll_t *h, int status, int events)
 {
 	struct moat_listen *ls = h->data;
@@ -142,6 +151,19 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 			}
 			return;
 		}
+		if (!source_allowed(ls->listener->cfg, &addr)) {
+			uint64_t now = uv_now(&w->loop);
+
+			w->stats.refused_acl++;
+			if (now - w->last_acl_log >= 1000) {
+				w->last_acl_log = now;
+				moat_log_warn("listener %s: connection from a source outside its "
+				              "allow/deny lists refused",
+				              ls->listener->cfg->name);
+			}
+			close(fd);
+			continue;
+		}
 		if (moat_limits_acquire(&addr, cfg->max_connections, cfg->max_connections_per_ip) !=
 		    MOAT_OK) {
 			uint64_t now = uv_now(&w->loop);
@@ -159,7 +181,10 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 			continue;
 		}
 		w->stats.accepted++;
-		moat_http_accept(w, ls->listener, fd, &addr);
+		if (ls->listener->cfg->protocol == MOAT_PROTO_TCP)
+			moat_tcp_accept(w, ls->listener, fd, &addr);
+		else
+			moat_http_accept(w, ls->listener, fd, &addr);
 	}
 }
 
@@ -176,9 +201,48 @@ static void finish_if_drained(struct moat_worker *w)
 	uv_unref((uv_handle_t *)&w->wake);
 }
 
+void moat_worker_conn_add(struct moat_worker *w, struct moat_conn *c,
+                          const struct moat_conn_ops *ops)
+{
+	c->ops = ops;
+	moat_list_insert_head(&w->conns, &c->link);
+	w->nconns++;
+}
+
+void moat_worker_conn_unlink(struct moat_conn *c)
+{
+	moat_list_remove(&c->link);
+}
+
 void moat_worker_conn_closed(struct moat_worker *w)
 {
+	w->nconns--;
 	finish_if_drained(w);
+}
+
+/* Calls op on every connection; op may close (and so unlink) the connection it is given. */
+static void each_conn(struct moat_worker *w, int which)
+{
+	struct moat_list *it, *next;
+
+	for (it = w->conns.next; it != &w->conns; it = next) {
+		struct moat_conn *c = moat_list_entry(it, struct moat_conn, link);
+
+		next = it->next;
+		if (which == 0)
+			c->ops->drain(c);
+		else
+			c->ops->gen_changed(c);
+	}
+}
+
+static void close_all(struct moat_worker *w)
+{
+	while (!moat_list_empty(&w->conns)) {
+		struct moat_conn *c = moat_list_entry(w->conns.next, struct moat_conn, link);
+
+		c->ops->close(c);
+	}
 }
 
 static void start_drain(struct moat_worker *w)
@@ -188,7 +252,7 @@ static void start_drain(struct moat_worker *w)
 	w->draining = 1;
 	while (!moat_list_empty(&w->listens))
 		listen_close(moat_list_entry(w->listens.next, struct moat_listen, link));
-	moat_http_drain(w);
+	each_conn(w, 0);
 	finish_if_drained(w);
 }
 
@@ -205,7 +269,7 @@ static void wake_cb(uv_async_t *h)
 			if (sync_listens(w) != MOAT_OK)
 				moat_log_error("worker %u: some listeners could not be opened",
 				               w->index);
-			moat_http_gen_changed(w);
+			each_conn(w, 1);
 		} else {
 			moat_gen_release(g);
 		}
@@ -214,7 +278,7 @@ static void wake_cb(uv_async_t *h)
 		return;
 	if (atomic_exchange(&w->stop_pending, 0)) {
 		start_drain(w);
-		moat_http_close_all(w);
+		close_all(w);
 		finish_if_drained(w);
 		return;
 	}

@@ -19,6 +19,20 @@
 #include "http/parse.h"
 
 struct moat_worker;
+struct moat_conn;
+
+/* What a worker asks of every connection, whatever its protocol. */
+struct moat_conn_ops {
+	void (*drain)(struct moat_conn *c); /* SIGTERM: finish, then close */
+	void (*close)(struct moat_conn *c); /* drain deadline: close now */
+	void (*gen_changed)(struct moat_conn *c); /* a new generation: recheck the device */
+};
+
+/* The head of every connection object, linking it into its worker's list. */
+struct moat_conn {
+	struct moat_list link;
+	const struct moat_conn_ops *ops;
+};
 
 /* One listening socket of one worker. */
 struct moat_listen {
@@ -32,7 +46,7 @@ struct moat_listen {
 };
 
 struct moat_worker_stats {
-	uint64_t accepted, refused_limits, handshakes_failed, requests;
+	uint64_t accepted, refused_limits, refused_acl, handshakes_failed, requests;
 };
 
 struct moat_worker {
@@ -50,7 +64,7 @@ struct moat_worker {
 	int draining;
 	int finished; /* drained: the loop is ending */
 	uint64_t rng; /* request ids */
-	uint64_t last_limit_log;
+	uint64_t last_limit_log, last_acl_log;
 	struct moat_worker_stats stats;
 	struct moat_http_request req; /* parse scratch: one request head is parsed at a time */
 	int (*on_exit)(struct moat_worker *w); /* tells the control thread this worker is done */
@@ -76,7 +90,15 @@ void moat_worker_destroy(struct moat_worker *w);
 /* A new request id: 16 hex characters, unique per process in practice. */
 void moat_worker_request_id(struct moat_worker *w, char out[17]);
 
-/* Called by protocol code when a connection ends, to let a draining worker finish. */
+/* Registers a new connection with its worker. */
+void moat_worker_conn_add(struct moat_worker *w, struct moat_conn *c,
+                          const struct moat_conn_ops *ops);
+
+/* Unlinks a closing connection (its handles may still be closing). */
+void moat_worker_conn_unlink(struct moat_conn *c);
+
+/* Called by protocol code when a connection's memory is freed, to let a draining worker
+ * finish. */
 void moat_worker_conn_closed(struct moat_worker *w);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <openssl/err.h>
 
+#include "core/addr.h"
 #include "core/alloc.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -56,6 +57,7 @@ struct response_state {
 };
 
 struct moat_http_conn {
+	struct moat_conn base; /* first: the worker's list links connections through it */
 	struct moat_worker *w;
 	struct moat_sock sock;
 	uv_timer_t timer;
@@ -80,10 +82,10 @@ struct moat_http_conn {
 	struct moat_upstream *up;
 	struct request_state rq;
 	struct response_state rs;
-	struct moat_list link;
 };
 
 static void pump(struct moat_http_conn *c);
+static const struct moat_conn_ops http_conn_ops;
 
 static uint64_t now_ms(struct moat_http_conn *c)
 {
@@ -110,7 +112,6 @@ static void handle_closed(uv_handle_t *h)
 	moat_limits_release(&c->peer);
 	moat_gen_release(c->gen);
 	moat_free(c);
-	w->nconns--;
 	moat_worker_conn_closed(w);
 }
 
@@ -123,7 +124,7 @@ static void conn_close(struct moat_http_conn *c)
 		moat_upstream_release(c->up, 0);
 		c->up = NULL;
 	}
-	moat_list_remove(&c->link);
+	moat_worker_conn_unlink(&c->base);
 	c->open_handles = 2;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, handle_closed);
@@ -353,44 +354,24 @@ static int refresh_generation(struct moat_http_conn *c)
 
 static int do_handshake(struct moat_http_conn *c)
 {
-	int r = moat_sock_handshake(&c->sock);
-	const char *reason = NULL;
-	char buf[160];
+	const struct moat_peer peer = {c->listener_name, c->peer_ip, c->peer_port};
+	int resumed = 0;
+	int r = moat_tls_device_handshake(&c->sock, &c->tls, &c->id, &peer, &resumed);
 
 	if (r == MOAT_EAGAIN)
 		return 0;
 	if (r != MOAT_OK) {
 		c->w->stats.handshakes_failed++;
-		reason = moat_tls_handshake_error(c->sock.ssl, &c->tls, c->sock.ssl_err, buf,
-		                                  sizeof(buf));
-		moat_log_warn("tls handshake refused: listener=%s remote=%s:%u sni=%s tenant=%s "
-		              "reason=\"%s\"",
-		              c->listener_name, c->peer_ip, c->peer_port,
-		              c->tls.sni[0] ? c->tls.sni : "-",
-		              c->tls.tenant ? c->tls.tenant->cfg->name : "-", reason);
 		conn_close(c);
 		return 0;
 	}
 	c->tenant = c->tls.tenant;
 	snprintf(c->tenant_name, sizeof(c->tenant_name), "%s", c->tenant->cfg->name);
-	c->resumed = SSL_session_reused(c->sock.ssl) ? 1 : 0;
-	if (moat_tls_identity(c->sock.ssl, c->tenant, &c->id, &reason) != MOAT_OK) {
-		c->w->stats.handshakes_failed++;
-		moat_log_warn("tls handshake refused: listener=%s remote=%s:%u sni=%s tenant=%s "
-		              "reason=\"%s\"%s",
-		              c->listener_name, c->peer_ip, c->peer_port,
-		              c->tls.sni[0] ? c->tls.sni : "-", c->tenant_name,
-		              reason ? reason : "identity", c->resumed ? " (resumed session)" : "");
-		conn_close(c);
-		return 0;
-	}
+	c->resumed = resumed;
 	if (build_identity_headers(c) != MOAT_OK) {
 		conn_close(c);
 		return 0;
 	}
-	moat_log_debug("device connected: tenant=%s device=%s remote=%s:%u %s%s", c->tenant_name,
-	               c->id.device_id[0] ? c->id.device_id : "-", c->peer_ip, c->peer_port,
-	               tls_version(c), c->resumed ? " resumed" : "");
 	c->state = CS_HEAD;
 	c->t_last_in = now_ms(c);
 	return 1;
@@ -517,6 +498,11 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 	if (req->is_connect) {
 		moat_buf_consume(&c->in, req->head_len);
 		respond_error(c, 405, NULL, "CONNECT is not supported");
+		return;
+	}
+	if (c->tenant->origin_addrlen == 0) {
+		moat_buf_consume(&c->in, req->head_len);
+		origin_failed(c, 502, "origin_unreachable", "the tenant has no HTTP origin");
 		return;
 	}
 	c->up = moat_upstream_get(c->w, c->tenant, c, &err);
@@ -909,13 +895,8 @@ static int upstream_connect_step(struct moat_http_conn *c)
 		if (r == MOAT_EAGAIN)
 			return 0;
 		if (r != MOAT_OK) {
-			long vr = SSL_get_verify_result(u->sock.ssl);
-			const char *why = vr != X509_V_OK ? X509_verify_cert_error_string(vr)
-			                  : u->sock.ssl_err
-			                          ? ERR_reason_error_string(u->sock.ssl_err)
-			                          : "handshake failed";
-
-			snprintf(buf, sizeof(buf), "TLS to origin: %s", why ? why : "error");
+			snprintf(buf, sizeof(buf), "TLS to origin: %s",
+			         moat_tls_client_error(u->sock.ssl, u->sock.ssl_err));
 			origin_failed(c, 502, "origin_unreachable", buf);
 			return -1;
 		}
@@ -1262,17 +1243,7 @@ void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
 		goto fail;
 	c->w = w;
 	c->peer = *addr;
-	if (addr->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
-
-		inet_ntop(AF_INET6, &a6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
-		c->peer_port = ntohs(a6->sin6_port);
-	} else {
-		const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
-
-		inet_ntop(AF_INET, &a4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
-		c->peer_port = ntohs(a4->sin_port);
-	}
+	c->peer_port = moat_addr_format(addr, c->peer_ip);
 	snprintf(c->listener_name, sizeof(c->listener_name), "%s", l->cfg->name);
 	moat_buf_init(&c->in, client_in_cap(cfg));
 	moat_buf_init(&c->out, CLIENT_OUT_CAP);
@@ -1286,8 +1257,7 @@ void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
 		c->gen = w->gen;
 		uv_timer_init(&w->loop, &c->timer);
 		c->timer.data = c;
-		moat_list_insert_head(&w->conns, &c->link);
-		w->nconns++;
+		moat_worker_conn_add(w, &c->base, &http_conn_ops);
 		conn_close(c);
 		return;
 	}
@@ -1298,8 +1268,7 @@ void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
 	c->gen = w->gen;
 	uv_timer_init(&w->loop, &c->timer);
 	c->timer.data = c;
-	moat_list_insert_head(&w->conns, &c->link);
-	w->nconns++;
+	moat_worker_conn_add(w, &c->base, &http_conn_ops);
 	c->state = CS_HANDSHAKE;
 	c->t_accept = now_ms(c);
 	pump(c);
@@ -1310,37 +1279,28 @@ fail:
 	moat_limits_release(addr);
 }
 
-void moat_http_drain(struct moat_worker *w)
+static void http_drain(struct moat_conn *base)
 {
-	struct moat_list *it, *next;
+	struct moat_http_conn *c = (struct moat_http_conn *)base;
 
-	for (it = w->conns.next; it != &w->conns; it = next) {
-		struct moat_http_conn *c = moat_list_entry(it, struct moat_http_conn, link);
-
-		next = it->next;
-		c->draining = 1;
-		if (c->state == CS_HANDSHAKE || (c->state == CS_HEAD && moat_buf_len(&c->in) == 0))
-			conn_close(c);
-	}
+	c->draining = 1;
+	if (c->state == CS_HANDSHAKE || (c->state == CS_HEAD && moat_buf_len(&c->in) == 0))
+		conn_close(c);
 }
 
-void moat_http_close_all(struct moat_worker *w)
+static void http_close(struct moat_conn *base)
 {
-	while (!moat_list_empty(&w->conns))
-		conn_close(moat_list_entry(w->conns.next, struct moat_http_conn, link));
+	conn_close((struct moat_http_conn *)base);
 }
 
-void moat_http_gen_changed(struct moat_worker *w)
+/* Idle connections are checked now, busy ones at their next request: a revoked device keeps
+ * no open connection past the reload. */
+static void http_gen_changed(struct moat_conn *base)
 {
-	struct moat_list *it, *next;
+	struct moat_http_conn *c = (struct moat_http_conn *)base;
 
-	/* Idle connections are checked now, busy ones at their next request: a revoked device
-	 * keeps no open connection past the reload. */
-	for (it = w->conns.next; it != &w->conns; it = next) {
-		struct moat_http_conn *c = moat_list_entry(it, struct moat_http_conn, link);
-
-		next = it->next;
-		if (c->state == CS_HEAD && moat_buf_len(&c->in) == 0)
-			(void)refresh_generation(c);
-	}
+	if (c->state == CS_HEAD && moat_buf_len(&c->in) == 0)
+		(void)refresh_generation(c);
 }
+
+static const struct moat_conn_ops http_conn_ops = {http_drain, http_close, http_gen_changed};

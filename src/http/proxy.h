@@ -41,15 +41,6 @@ struct moat_upstream {
 void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
                       const struct sockaddr_storage *addr);
 
-/* Draining: idle connections close now, busy ones after their current response. */
-void moat_http_drain(struct moat_worker *w);
-
-/* Closes every connection of the worker at once (drain deadline passed). */
-void moat_http_close_all(struct moat_worker *w);
-
-/* The worker switched generations: connections of revoked devices or removed tenants close. */
-void moat_http_gen_changed(struct moat_worker *w);
-
 /* Origin connection pool. */
 struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat_tenant *t,
                                         struct moat_http_conn *owner, const char **err);

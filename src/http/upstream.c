@@ -90,40 +90,6 @@ static struct moat_upstream *pool_take(struct moat_worker *w, const char *key)
 	return NULL;
 }
 
-static int is_ip_literal(const char *host)
-{
-	unsigned char buf[16];
-
-	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-static int setup_tls(struct moat_upstream *u, const struct moat_tenant *t)
-{
-	const char *host = t->cfg->origin_host;
-	SSL *ssl = SSL_new(t->origin_ctx);
-
-	if (ssl == NULL)
-		return -1;
-	if (SSL_set_fd(ssl, u->sock.fd) != 1)
-		goto fail;
-	SSL_set_connect_state(ssl);
-	if (!is_ip_literal(host) && SSL_set_tlsext_host_name(ssl, host) != 1)
-		goto fail;
-	/* The origin's certificate must name the origin we were configured with. */
-	if (is_ip_literal(host)) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1)
-			goto fail;
-	} else if (SSL_set1_host(ssl, host) != 1) {
-		goto fail;
-	}
-	u->sock.ssl = ssl;
-	return 0;
-fail:
-	SSL_free(ssl);
-	ERR_clear_error();
-	return -1;
-}
-
 struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat_tenant *t,
                                         struct moat_http_conn *owner, const char **err)
 {
@@ -177,7 +143,8 @@ struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat
 	u->state = UP_CONNECTING;
 	u->addr = t->origin_addr;
 	u->addrlen = t->origin_addrlen;
-	if (t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS && setup_tls(u, t) < 0) {
+	if (t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS &&
+	    (u->sock.ssl = moat_tls_client_new(t->origin_ctx, fd, t->cfg->origin_host)) == NULL) {
 		*err = "cannot set up TLS to the origin";
 		u->owner = NULL;
 		u->closing = 1;

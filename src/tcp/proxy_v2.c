@@ -8,8 +8,9 @@
  * cover are written, so they cannot disagree with what was written.
  *
  * Inputs are validated before anything is written: the addresses, the strings (no bytes below
- * 0x20, so that an origin which logs them cannot be fed line breaks or escape sequences) and
- * the UNIQUE_ID length that the specification caps at 128 bytes. Only then can the size limits
+ * 0x20, so that an origin which logs them cannot be fed line breaks or escape sequences), the
+ * UNIQUE_ID length that the specification caps at 128 bytes and the AUTHORITY length that
+ * HAProxy caps at 255 (it drops the connection on a longer one). Only then can the size limits
  * fail, so MOAT_EINVAL always wins over MOAT_ETOOBIG.
  */
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 #define FIXED_LEN 16 /* signature, version/command, family/protocol, length */
 #define TLV_MAX 0xFFFFu /* a TLV length and the header length are 16-bit fields */
 #define UNIQUE_ID_MAX 128
+#define AUTHORITY_MAX 255 /* HAProxy refuses a longer one; a DNS name is at most 253 bytes */
 #define SHA256_LEN 32
 
 #define VER_CMD_LOCAL 0x20 /* version 2, command LOCAL */
@@ -142,6 +144,8 @@ static int check_info(const struct moat_pp2_info *info)
 	}
 	/* strnlen: the length only matters up to the limit */
 	if (info->unique_id != NULL && strnlen(info->unique_id, UNIQUE_ID_MAX + 1) > UNIQUE_ID_MAX)
+		return MOAT_EINVAL;
+	if (info->authority != NULL && strnlen(info->authority, AUTHORITY_MAX + 1) > AUTHORITY_MAX)
 		return MOAT_EINVAL;
 	return 0;
 }

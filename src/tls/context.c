@@ -216,7 +216,8 @@ int moat_tls_origin_ctx(struct moat_tenant *t, const char *file, moat_config_rep
 			return MOAT_EINVAL;
 		}
 	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		report(arg, file, c->origin_line, "origin: cannot load the system CA store");
+		report(arg, file, c->origin ? c->origin_line : c->tcp_origin_line,
+		       "origin: cannot load the system CA store");
 		SSL_CTX_free(ctx);
 		return MOAT_EINVAL;
 	}
@@ -407,7 +408,9 @@ int moat_tls_listener_ctx(struct moat_listener *l)
 		goto fail;
 	if (!SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL))
 		goto fail;
-	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	/* HTTP listeners speak http/1.1; TCP listeners carry any protocol and select none */
+	if (l->cfg->protocol == MOAT_PROTO_HTTP)
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 	if (!SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"moat-listener", 13))
 		goto fail;
 	l->ssl_ctx = ctx;

@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "core/gen.h"
+#include "core/sock.h"
 
 enum moat_cert_status { MOAT_CERT_NONE = 0, MOAT_CERT_SUCCESS, MOAT_CERT_FAILED };
 
@@ -57,6 +58,29 @@ void moat_tls_conn_attach(SSL *ssl, struct moat_tls_conn *t);
  */
 int moat_tls_identity(SSL *ssl, const struct moat_tenant *t, struct moat_identity *id,
                       const char **reason) MOAT_WUR;
+
+/* Who is on the other end, for log lines. */
+struct moat_peer {
+	const char *listener;
+	const char *ip;
+	unsigned port;
+};
+
+/*
+ * Advances a device's handshake on s. When it completes, fills `id` (moat_tls_identity) and
+ * *resumed. Returns MOAT_OK, MOAT_EAGAIN, or MOAT_EIO when the device is refused — the reason
+ * has then been logged, and the caller only closes.
+ */
+int moat_tls_device_handshake(struct moat_sock *s, struct moat_tls_conn *t,
+                              struct moat_identity *id, const struct moat_peer *peer,
+                              int *resumed) MOAT_WUR;
+
+/* A client SSL object on fd towards an origin named `host` (name or address literal): sends
+ * SNI for names and verifies the certificate names the host. NULL on failure. */
+SSL *moat_tls_client_new(SSL_CTX *ctx, int fd, const char *host);
+
+/* Why a handshake with an origin failed. */
+const char *moat_tls_client_error(SSL *ssl, unsigned long err);
 
 /* A short reason for a failed handshake, for the one log line that says why. */
 const char *moat_tls_handshake_error(SSL *ssl, struct moat_tls_conn *t, unsigned long err,

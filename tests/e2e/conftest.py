@@ -11,6 +11,7 @@ so a hung socket or process fails the test instead of the run.
 
 import hashlib
 import os
+import resource
 import signal
 import sys
 
@@ -24,6 +25,12 @@ from moattest.origin import NginxOrigin, NginxView, PyOrigin, PyOriginView  # no
 from moattest.pki import PKI  # noqa: E402
 
 DEFAULT_DEADLINE = 60
+
+# Thousands of connections at once (60_tcp): the soft open-files limit up to the hard one, for
+# the test process and everything it starts (moatd, origins, clients) alike.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _hard != resource.RLIM_INFINITY and _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 BIG_SIZE = 256 * 1024 * 1024
 
 
@@ -115,6 +122,34 @@ def big_file(nginx_server):
     path.unlink()
 
 
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    """mosquitto on a plain loopback listener, logging every connection (see .mark())."""
+    from moattest.thirdparty import Mosquitto
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tcp_echo():
+    """A python TCP echo origin (no PROXY header expected)."""
+    from moattest.tcp import TcpOrigin, echo_handler
+    origin = TcpOrigin(handler=echo_handler)
+    yield origin
+    origin.close()
+
+
+@pytest.fixture(scope="session")
+def haproxy(tmp_path_factory, tcp_echo):
+    """HAProxy with `accept-proxy` in TCP mode in front of tcp_echo, logging what the PROXY
+    v2 header said (see moattest.thirdparty.HAProxy)."""
+    from moattest.thirdparty import HAProxy
+    proxy = HAProxy(tmp_path_factory.mktemp("haproxy"), tcp_echo.port)
+    yield proxy
+    proxy.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # per test
 
@@ -140,11 +175,12 @@ def moatd(moatd_bin, pki, nginx_server, tmp_path):
     started = []
 
     def factory(moat=None, listener=None, tenants=None, extra="", raw=None, start=True,
-                origin=None, bind_host="127.0.0.1", env=None):
+                origin=None, bind_host="127.0.0.1", env=None, listeners=None):
         d = tmp_path / f"moatd{len(started)}"
         m = Moatd(moatd_bin, d, pki, origin or f"http://127.0.0.1:{nginx_server.port}",
                   bind_host=bind_host)
-        m.configure(moat=moat, listener=listener, tenants=tenants, extra=extra, raw=raw)
+        m.configure(moat=moat, listener=listener, tenants=tenants, extra=extra, raw=raw,
+                    listeners=listeners)
         started.append(m)
         if start:
             m.start(env=env)

@@ -62,12 +62,23 @@ class Moatd:
         self.died_early = None  # exit status if moatd was gone before anyone stopped it
         self.exit_awaited = False  # the test signalled moatd and waited for its exit
         self.sections = None
+        self.listener_ports = {LISTENER: self.port}  # more listeners get a port on first use
 
     # -- configuration --------------------------------------------------------------------
 
+    def listener_port(self, name=LISTENER):
+        """The port of listener `name` (allocated when first asked for, then kept)."""
+        if name not in self.listener_ports:
+            self.listener_ports[name] = free_port(self.host)
+        return self.listener_ports[name]
+
+    def bind_address(self, name=LISTENER):
+        port = self.listener_port(name)
+        return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+
     def default_sections(self):
         p = self.pki
-        bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        bind = self.bind_address(LISTENER)
         return {
             "moat": {
                 "workers": "2",
@@ -116,12 +127,16 @@ class Moatd:
             "origin": self.origin_url,
         }
 
-    def configure(self, moat=None, listener=None, tenants=None, extra="", raw=None):
+    def configure(self, moat=None, listener=None, tenants=None, extra="", raw=None,
+                  listeners=None):
         """Writes the config file: the defaults with per-section overrides.
 
         moat / listener: {key: value or None to drop}. tenants: {name: {key: value} or None to
-        drop the tenant}; unknown names add a tenant. extra: text appended verbatim. raw:
-        the whole file verbatim instead.
+        drop the tenant}; unknown names add a tenant. listeners: {name: {key: value} or None
+        to drop it}: more `[listener NAME]` sections (e.g. protocol = tcp), each bound by
+        default to its own free port on the same host (listener_port(name)); the name
+        "devices" overrides the default listener like `listener`. extra: text appended
+        verbatim. raw: the whole file verbatim instead.
         """
         if raw is not None:
             self.conf.write_text(raw)
@@ -131,6 +146,16 @@ class Moatd:
             s["moat"][k] = v
         for k, v in (listener or {}).items():
             s[f"listener {LISTENER}"][k] = v
+        for name, keys in (listeners or {}).items():
+            sec = f"listener {name}"
+            if keys is None:
+                s.pop(sec, None)
+                continue
+            base = s.get(sec)
+            if base is None:
+                base = s[sec] = {"bind": self.bind_address(name)}
+            for k, v in keys.items():
+                base[k] = v
         for name, keys in (tenants or {}).items():
             sec = f"tenant {name}"
             if keys is None:
@@ -183,10 +208,22 @@ class Moatd:
         level = (self.sections or {}).get("moat", {}).get("log_level") or "info"
         quiet = level in ("warn", "error")  # no [info] start line to wait for
 
+        # every listener of ours bound to its default address must be listening
+        # (the default listener always, unless a test dropped its section)
+        sections = self.sections or {}
+        ports = {self.port}
+        if self.sections is not None and f"listener {LISTENER}" not in sections:
+            ports = set()
+        for name, port in self.listener_ports.items():
+            keys = sections.get(f"listener {name}")
+            if name != LISTENER and keys is not None \
+                    and keys.get("bind") == self.bind_address(name):
+                ports.add(port)
+
         def up():
             if self.proc.poll() is not None:
                 return True
-            return (self.port in listening_ports()
+            return (ports <= listening_ports()
                     and (quiet or any(started.search(line) for line in self.log_lines())))
         try:
             wait_until(up, timeout, what="moatd to log 'moatd started' and listen")
@@ -282,6 +319,22 @@ class Moatd:
     def wait_access(self, n=1, timeout=5):
         return wait_until(lambda: (e := self.access_entries()) and len(e) >= n and e, timeout,
                           what=f"{n} access log line(s)")
+
+    def tcp_entries(self):
+        """Access log lines of TCP connections (those with a conn_id)."""
+        return [e for e in self.access_entries() if "conn_id" in e]
+
+    def wait_tcp_access(self, n=1, timeout=5, where=None):
+        """Waits for n TCP access log lines (those for which where(e) holds, if given)."""
+        def got():
+            e = [x for x in self.tcp_entries() if where is None or where(x)]
+            return len(e) >= n and e
+        try:
+            return wait_until(got, timeout, what=f"{n} TCP access log line(s)")
+        except TimeoutError:
+            raise AssertionError(f"expected {n} TCP access log line(s) within {timeout}s, "
+                                 f"have: {self.tcp_entries()[-10:]}\n"
+                                 f"{self.diagnostics()}") from None
 
     def reload(self, expect_ok=True, timeout=10, settle=0.3):
         """SIGHUP, then waits for moatd to log the outcome. Returns the new log lines.

@@ -199,6 +199,10 @@ class PKI:
         # the https origin (nginx) behind moatd
         self.origin_server = self.server_ca.issue("origin-server", "origin.test",
                                                   san="DNS:localhost,IP:127.0.0.1", **srv)
+        # a tenant served on a bare loopback address (MQTT clients connect to 127.0.0.1 and
+        # verify the name they connected to), and the tls:// origins of the TCP tests
+        self.local_server = self.server_ca.issue(
+            "local-server", "localhost", san="DNS:localhost,IP:127.0.0.1,IP:::1", **srv)
 
         a = self.alpha_ca
         self.dev1 = a.issue("dev-1", "dev-1", san="URI:urn:dev:1")

@@ -235,8 +235,9 @@ class TlsDevice(_DeviceBase):
                 self._flush()
                 if data:
                     return data
-                # b"" from read: the underlying EOF with ragged-EOF suppression off
-                self._ended("eof")
+                # b"": python's way of saying a close_notify arrived (before we sent ours);
+                # a bare EOF raises SSLEOFError instead
+                self._ended("close_notify")
                 return b""
             except ssl.SSLWantReadError:
                 self._flush()
@@ -341,11 +342,15 @@ class TlsDevice(_DeviceBase):
                                 self._ended("close_notify")
                                 read_done = True
                                 break
+                            except ssl.SSLEOFError:
+                                self._ended("eof")
+                                read_done = True
+                                break
                             except ssl.SSLError as e:
                                 self._ended(f"alert:{e.reason or e}")
                                 raise Ended(self.end) from None
                             if not d:
-                                self._ended("eof")
+                                self._ended("close_notify")
                                 read_done = True
                                 break
                             on_data(d)
@@ -501,12 +506,14 @@ class OriginConn:
 
     def shutdown_write(self):
         if isinstance(self.sock, ssl.SSLSocket):
-            # close_notify, then FIN; unwrap would wait for the peer's close_notify
-            self.sock.settimeout(self.timeout)
+            # close_notify, then FIN. Non-blocking, so that OpenSSL does not wait for the
+            # peer's close_notify (what unwrap() would do).
+            self.sock.settimeout(0.0)
             try:
                 self.sock._sslobj.shutdown()
-            except (ssl.SSLWantReadError, ssl.SSLError, OSError):
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLError, OSError):
                 pass
+            self.sock.settimeout(self.timeout)
         self.sock.shutdown(socket.SHUT_WR)
 
     def reset(self):
@@ -764,3 +771,45 @@ def sha256_hex(data):
 
 def wait_for(pred, timeout, what):
     return wait_until(pred, timeout, what=what)
+
+
+# ---------------------------------------------------------------------------------------------
+# moatd with a tcp listener
+
+TCP_LISTENER = "tcp"
+
+# the contract's access log fields for a TCP connection
+TCP_ACCESS_FIELDS = ("time", "conn_id", "listener", "remote", "tenant", "device", "origin",
+                     "bytes_up", "bytes_down", "duration_ms", "end", "tls", "resumed")
+
+
+def start_tcp(moatd, origin_url, *, tenant="alpha", tenant_keys=None, listener=None, moat=None,
+              name=TCP_LISTENER, tenants=None, **kw):
+    """moatd with one more listener `name` (protocol tcp, TLS on unless overridden) and
+    `tenant` forwarding to origin_url. A short drain_timeout keeps teardown quick even if a
+    test leaves a connection open."""
+    moat_keys = {"drain_timeout": "3s"}
+    moat_keys.update(moat or {})
+    lk = {"protocol": "tcp"}
+    lk.update(listener or {})
+    tk = {"tcp_origin": origin_url}
+    tk.update(tenant_keys or {})
+    ts = {tenant: tk}
+    ts.update(tenants or {})
+    return moatd(moat=moat_keys, listeners={name: lk}, tenants=ts, **kw)
+
+
+def device(m, cert, name=TCP_LISTENER, **kw):
+    """A TLS device connected (handshake done) to listener `name` of moatd m."""
+    return TlsDevice(m.listener_port(name), pki=m.pki, cert=cert, host=m.host, **kw)
+
+
+def remote_of(dev):
+    host = dev.local[0]
+    return f"[{host}]:{dev.local_port}" if ":" in host else f"{host}:{dev.local_port}"
+
+
+def entry_for(m, dev, timeout=5):
+    """The TCP access log line of device connection dev (matched by its source port)."""
+    r = remote_of(dev)
+    return m.wait_tcp_access(1, timeout=timeout, where=lambda e: e.get("remote") == r)[0]

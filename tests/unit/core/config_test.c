@@ -1141,6 +1141,446 @@ static void test_origin_errors(void **state)
 	RUN_CASES(c);
 }
 
+/* ---- TCP listeners, plain listeners and address lists ---- */
+
+struct want_error {
+	unsigned line;
+	const char *msg;
+};
+
+/* Loads text and expects exactly the errors in want, in that order. */
+static void expect_errors_at(const char *text, const struct want_error *want, size_t n,
+                             int caller_line)
+{
+	struct moat_config *cfg = (struct moat_config *)1;
+	struct reports rs;
+	size_t i;
+
+	print_message("case from line %d\n", caller_line);
+	assert_int_equal(load_text(text, &rs, &cfg), MOAT_EINVAL);
+	assert_null(cfg);
+	if (rs.n != n)
+		dump(&rs);
+	assert_int_equal(rs.n, n);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(rs.r[i].line, want[i].line);
+		assert_string_equal(rs.r[i].msg, want[i].msg);
+	}
+	assert_int_equal(alloc_live, 0);
+}
+
+#define EXPECT_ERRORS(text, want) expect_errors_at((text), (want), MOAT_ARRAY_LEN(want), __LINE__)
+
+static void assert_cidr(const struct moat_cidr *c, const char *addr, unsigned prefix)
+{
+	unsigned char want[16];
+
+	assert_int_equal(inet_pton(AF_INET6, addr, want), 1);
+	assert_memory_equal(c->addr, want, 16);
+	assert_int_equal(c->prefix, prefix);
+}
+
+static struct sockaddr_storage peer(const char *addr)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(addr, ':') != NULL) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+
+		a6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, addr, &a6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+
+		a4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, addr, &a4->sin_addr), 1);
+	}
+	return ss;
+}
+
+static void test_tcp(void **state)
+{
+	static const char text[] = BASE /* 1 to 9 */
+	        "[moat]\n" /* 10 */
+	        "tcp_idle_timeout = 1h\n" /* 11 */
+	        "tcp_buffer = 16m\n" /* 12 */
+	        "[listener mqtt]\n" /* 13 */
+	        "bind = 0.0.0.0:8883\n" /* 14 */
+	        "protocol = tcp\n" /* 15 */
+	        "tls = on\n" /* 16 */
+	        "default_tenant = broker\n" /* 17 */
+	        "allow = 10.0.0.0/8, ::1 ,192.0.2.7\n" /* 18 */
+	        "allow = 2001:db8::/32 ; the lab\n" /* 19 */
+	        "deny = 10.9.0.0/16\n" /* 20 */
+	        "[listener plain]\n" /* 21 */
+	        "bind = [::1]:1883\n" /* 22 */
+	        "protocol = tcp\n" /* 23 */
+	        "tls = off\n" /* 24 */
+	        "default_tenant = sensors\n" /* 25 */
+	        "allow = 127.0.0.0/8, ::1\n" /* 26 */
+	        "[listener plain2]\n" /* 27 */
+	        "bind = 127.0.0.1:1884\n" /* 28 */
+	        "tls = off\n" /* 29: before protocol, which it needs */
+	        "protocol = tcp\n" /* 30 */
+	        "default_tenant = sensors\n" /* 31 */
+	        "deny = 0.0.0.0/0\n" /* 32 */
+	        "[tenant sensors]\n" /* 33: plain listeners only: no TLS material */
+	        "tcp_origin = tcp://127.0.0.1:1885\n" /* 34 */
+	        "proxy_protocol = v2\n" /* 35 */
+	        "[tenant broker]\n" /* 36 */
+	        "hosts = broker.example\n" /* 37 */
+	        "cert = server.pem\n" /* 38 */
+	        "key = server.key\n" /* 39 */
+	        "device_ca = ca.pem\n" /* 40 */
+	        "tcp_origin = TLS://[::1]:8883\n" /* 41 */
+	        "origin_ca = origin-ca.pem\n" /* 42 */
+	        "proxy_protocol = off\n" /* 43 */
+	        "[tenant mixed]\n" /* 44 */
+	        "hosts = mixed.example\n" /* 45 */
+	        "cert = server.pem\nkey = server.key\ndevice_ca = ca.pem\n" /* 46 to 48 */
+	        "origin = http://api.internal:8080\n" /* 49 */
+	        "tcp_origin = tls://broker_svc.internal:8883\n" /* 50 */
+	        "origin_ca = origin-ca.pem\n"; /* 51: for the tls:// tcp_origin */
+	const struct moat_config_listener *l;
+	const struct moat_config_tenant *t;
+	struct moat_config *cfg;
+	struct sockaddr_storage ss;
+
+	(void)state;
+	cfg = expect_ok(text);
+	assert_int_equal(cfg->tcp_idle_timeout, 3600000);
+	assert_int_equal(cfg->tcp_buffer, 16 * 1048576);
+	assert_int_equal(cfg->nlisteners, 4);
+
+	l = &cfg->listeners[1];
+	assert_string_equal(l->name, "mqtt");
+	assert_int_equal(l->protocol, MOAT_PROTO_TCP);
+	assert_int_equal(l->tls, 1);
+	assert_string_equal(l->default_tenant, "broker");
+	assert_int_equal(l->nallow, 4);
+	assert_cidr(&l->allow[0], "::ffff:10.0.0.0", 104);
+	assert_cidr(&l->allow[1], "::1", 128);
+	assert_cidr(&l->allow[2], "::ffff:192.0.2.7", 128);
+	assert_cidr(&l->allow[3], "2001:db8::", 32);
+	assert_int_equal(l->ndeny, 1);
+	assert_cidr(&l->deny[0], "::ffff:10.9.0.0", 112);
+	ss = peer("10.9.1.1");
+	assert_true(moat_cidr_match(l->allow, l->nallow, &ss));
+	assert_true(moat_cidr_match(l->deny, l->ndeny, &ss));
+	ss = peer("::ffff:10.1.1.1");
+	assert_true(moat_cidr_match(l->allow, l->nallow, &ss));
+	assert_false(moat_cidr_match(l->deny, l->ndeny, &ss));
+
+	l = &cfg->listeners[2];
+	assert_string_equal(l->name, "plain");
+	assert_int_equal(l->protocol, MOAT_PROTO_TCP);
+	assert_int_equal(l->tls, 0);
+	assert_int_equal(l->nallow, 2);
+	assert_int_equal(l->ndeny, 0);
+	assert_null(l->deny);
+	l = &cfg->listeners[3];
+	assert_int_equal(l->tls, 0);
+	assert_int_equal(l->protocol, MOAT_PROTO_TCP);
+	assert_int_equal(l->nallow, 0);
+	assert_cidr(&l->deny[0], "::ffff:0.0.0.0", 96);
+
+	t = moat_config_tenant_find(cfg, "sensors");
+	assert_non_null(t);
+	assert_int_equal(t->has_tls, 0);
+	assert_null(t->cert);
+	assert_null(t->key);
+	assert_int_equal(t->ndevice_cas, 0);
+	assert_int_equal(t->nhosts, 0);
+	assert_null(t->origin);
+	assert_int_equal(t->origin_line, 0);
+	assert_string_equal(t->tcp_origin, "tcp://127.0.0.1:1885");
+	assert_int_equal(t->tcp_origin_scheme, MOAT_ORIGIN_TCP);
+	assert_string_equal(t->tcp_origin_host, "127.0.0.1");
+	assert_int_equal(t->tcp_origin_port, 1885);
+	assert_int_equal(t->tcp_origin_line, 34);
+	assert_int_equal(t->proxy_protocol, MOAT_PP_V2);
+
+	t = moat_config_tenant_find(cfg, "broker");
+	assert_non_null(t);
+	assert_int_equal(t->has_tls, 1);
+	assert_null(t->origin);
+	assert_string_equal(t->tcp_origin, "TLS://[::1]:8883");
+	assert_int_equal(t->tcp_origin_scheme, MOAT_ORIGIN_TLS);
+	assert_string_equal(t->tcp_origin_host, "::1");
+	assert_int_equal(t->tcp_origin_port, 8883);
+	assert_int_equal(t->tcp_origin_line, 41);
+	assert_non_null(t->origin_ca);
+	assert_int_equal(t->origin_ca_line, 42);
+	assert_int_equal(t->proxy_protocol, MOAT_PP_OFF);
+
+	t = moat_config_tenant_find(cfg, "mixed");
+	assert_non_null(t);
+	assert_int_equal(t->has_tls, 1);
+	assert_int_equal(t->origin_scheme, MOAT_ORIGIN_HTTP);
+	assert_int_equal(t->origin_port, 8080);
+	assert_int_equal(t->tcp_origin_scheme, MOAT_ORIGIN_TLS);
+	assert_string_equal(t->tcp_origin_host, "broker_svc.internal");
+	assert_int_equal(t->origin_line, 49);
+	assert_int_equal(t->tcp_origin_line, 50);
+	moat_config_free(cfg);
+
+	/* the limits of the new [moat] keys */
+	cfg = expect_ok(BASE "[moat]\ntcp_idle_timeout = 24h\ntcp_buffer = 4k\n");
+	assert_int_equal(cfg->tcp_idle_timeout, 86400000);
+	assert_int_equal(cfg->tcp_buffer, 4096);
+	moat_config_free(cfg);
+	cfg = expect_ok(BASE "[moat]\ntcp_idle_timeout = 1ms\ntcp_buffer = 16384k\n");
+	assert_int_equal(cfg->tcp_idle_timeout, 1);
+	assert_int_equal(cfg->tcp_buffer, 16777216);
+	moat_config_free(cfg);
+
+	/* a plain listener's tenant may have TLS material all the same, and an HTTP origin too */
+	cfg = expect_ok(BASE "[listener p]\nbind = 127.0.0.1:1\nprotocol = tcp\ntls = off\n"
+	                     "default_tenant = demo2\n"
+	                     "[tenant demo2]\nhosts = demo2.example\ncert = server.pem\n"
+	                     "key = server.key\ndevice_ca = ca.pem\norigin = https://x\n"
+	                     "tcp_origin = tcp://x:1\norigin_ca = origin-ca.pem\n");
+	assert_int_equal(cfg->listeners[1].tls, 0);
+	moat_config_free(cfg);
+}
+
+#define TCP_L2 L2 "bind = 127.0.0.1:1\n" /* keys of [listener l2] from line 12 */
+/* a tls = off listener on lines 10 to 14, then its tenant's header on line 15 */
+#define PLAIN_L2                                                                                   \
+	L2 "bind = 127.0.0.1:1\nprotocol = tcp\ntls = off\ndefault_tenant = sensors\n"             \
+	   "[tenant sensors]\n"
+/* a third complete tenant without an origin on lines 16 to 20; appended keys from line 21 */
+#define T3                                                                                         \
+	BASE TENANT2 "[tenant t3]\nhosts = t3.example\ncert = server.pem\nkey = server.key\n"      \
+	             "device_ca = ca.pem\n"
+
+static void test_tcp_errors(void **state)
+{
+	static const char notls[] = "tls = off needs protocol = tcp: HTTP listeners always use TLS";
+	static const char nodefault[] =
+	        "[listener l2] has tls = off, so no host name selects a tenant: add default_tenant "
+	        "= NAME of the tenant whose tcp_origin its devices reach";
+	static const char notcp[] = "default_tenant \"demo\" has no tcp_origin, which a protocol = "
+	                            "tcp listener forwards "
+	                            "to: add tcp_origin = tcp://HOST:PORT to [tenant demo]";
+	static const char origin_ca[] =
+	        "origin_ca is only used with an https:// origin or a tls:// tcp_origin: remove it "
+	        "or make the origin https:// or the tcp_origin tls://";
+	static const struct error_case cases[] = {
+	        /* [moat] */
+	        {BASE "[moat]\ntcp_idle_timeout = 0\n", 11,
+	         "tcp_idle_timeout: must be between 1ms and 24h"},
+	        {BASE "[moat]\ntcp_idle_timeout = 25h\n", 11,
+	         "tcp_idle_timeout: must be between 1ms and 24h"},
+	        {BASE "[moat]\ntcp_idle_timeout = 10 m\n", 11,
+	         "tcp_idle_timeout: \"10 m\" is not a duration: write e.g. 10s, 500ms, 5m or 1h"},
+	        {BASE "[moat]\ntcp_buffer = 4095\n", 11, "tcp_buffer: must be between 4k and 16m"},
+	        {BASE "[moat]\ntcp_buffer = 16385k\n", 11,
+	         "tcp_buffer: must be between 4k and 16m"},
+	        {BASE "[moat]\ntcp_buffer = 64kb\n", 11,
+	         "tcp_buffer: \"64kb\" is not a size: write e.g. 8192, 16k or 1m"},
+	        {BASE "[moat]\ntcp_buffer = 8k\ntcp_buffer = 8k\n", 12,
+	         "duplicate key \"tcp_buffer\" in [moat] (first set on line 11): keep one"},
+	        {BASE "[listener l2]\nbind = 127.0.0.1:1\ntcp_buffer = 8k\n", 12,
+	         "key \"tcp_buffer\" belongs in a [moat] section, not in [listener l2]"},
+	        /* tls */
+	        {TCP_L2 "tls = yes\n", 12, "tls: expected on or off, not \"yes\""},
+	        {TCP_L2 "tls = OFF\n", 12, "tls: expected on or off, not \"OFF\""},
+	        {TCP_L2 "tls =\n", 12, "tls: expected on or off, not \"\""},
+	        {TCP_L2 "tls = on\ntls = on\n", 13,
+	         "duplicate key \"tls\" in [listener l2] (first set on line 12): keep one"},
+	        {TCP_L2 "tls = off\ndefault_tenant = demo\n", 12, notls},
+	        {TCP_L2 "protocol = http\ntls = off\ndefault_tenant = demo\n", 13, notls},
+	        /* a refused protocol is not reported again through tls */
+	        {TCP_L2 "protocol = mqtt\ntls = off\ndefault_tenant = demo\n", 12,
+	         "protocol: mqtt is not supported yet: use http or tcp"},
+	        {TCP_L2 "protocol = tcp\ntls = off\n", 10, nodefault},
+	        {TCP_L2 "protocol = tcp\ntls = off\ndefault_tenant =\n", 10, nodefault},
+	        {TCP_L2 "protocol = tcp\ntls = off\ndefault_tenant = ghost\n", 14,
+	         "default_tenant \"ghost\" is not a [tenant] section"},
+	        /* a listener's default_tenant needs the origin of the listener's protocol */
+	        {TCP_L2 "protocol = tcp\ntls = off\ndefault_tenant = demo\n", 14, notcp},
+	        {TCP_L2 "protocol = tcp\ndefault_tenant = demo\n", 13, notcp},
+	        {L2 "bind = 127.0.0.1:1\ndefault_tenant = t2\n[tenant t2]\nhosts = t2.example\n"
+	            "cert = server.pem\nkey = server.key\ndevice_ca = ca.pem\n"
+	            "tcp_origin = tcp://x:1\n",
+	         12,
+	         "default_tenant \"t2\" has no origin, which a protocol = http listener forwards "
+	         "to: "
+	         "add origin = http://HOST:PORT to [tenant t2]"},
+	        /* a plain listener's tenant: TLS material in full or not at all, and no hosts */
+	        {PLAIN_L2 "tcp_origin = tcp://x:1\ncert = server.pem\nkey = server.key\n", 15,
+	         "[tenant sensors] needs a device_ca: add device_ca = PATH of the CA certificates "
+	         "that sign its devices (PEM)"},
+	        {PLAIN_L2 "origin = http://x\n", 14,
+	         "default_tenant \"sensors\" has no tcp_origin, which a protocol = tcp listener "
+	         "forwards to: add tcp_origin = tcp://HOST:PORT to [tenant sensors]"},
+	        {PLAIN_L2 "proxy_protocol = v2\n", 15,
+	         "[tenant sensors] needs an origin: add origin = http://HOST:PORT of the service "
+	         "behind it, or tcp_origin = tcp://HOST:PORT for TCP listeners"},
+	        /* allow and deny */
+	        {TCP_L2 "allow =\n", 12,
+	         "allow: expected addresses or CIDR ranges separated by commas, e.g. 10.0.0.0/8, "
+	         "::1"},
+	        {TCP_L2 "deny =\n", 12,
+	         "deny: expected addresses or CIDR ranges separated by commas, e.g. 10.0.0.0/8, "
+	         "::1"},
+	        {TCP_L2 "allow = 10.0.0.0/8,,::1\n", 12,
+	         "allow: empty entry: separate addresses with single commas"},
+	        {TCP_L2 "deny = ::1,\n", 12,
+	         "deny: empty entry: separate addresses with single commas"},
+	        {TCP_L2 "allow = 10.0.0.0/33\n", 12,
+	         "allow: \"10.0.0.0/33\": the prefix length after '/' must be 0 to 32"},
+	        {TCP_L2 "allow = ::/129\n", 12,
+	         "allow: \"::/129\": the prefix length after '/' must be 0 to 128"},
+	        {TCP_L2 "allow = 10.0.0.0/\n", 12,
+	         "allow: \"10.0.0.0/\": the prefix length after '/' must be 0 to 32"},
+	        {TCP_L2 "allow = 10.0.0.0/08\n", 12,
+	         "allow: \"10.0.0.0/08\": the prefix length after '/' must be 0 to 32"},
+	        {TCP_L2 "allow = 10.0.0.0/-8\n", 12,
+	         "allow: \"10.0.0.0/-8\": the prefix length after '/' must be 0 to 32"},
+	        {TCP_L2 "allow = 10.0.0.0/8/8\n", 12,
+	         "allow: \"10.0.0.0/8/8\": the prefix length after '/' must be 0 to 32"},
+	        {TCP_L2 "allow = 10.1.2.3/8\n", 12,
+	         "allow: \"10.1.2.3/8\" has bits set after its /8 prefix: write 10.0.0.0/8"},
+	        {TCP_L2 "deny = 192.168.17.1/20\n", 12,
+	         "deny: \"192.168.17.1/20\" has bits set after its /20 prefix: write "
+	         "192.168.16.0/20"},
+	        {TCP_L2 "deny = 10.0.0.1/0\n", 12,
+	         "deny: \"10.0.0.1/0\" has bits set after its /0 prefix: write 0.0.0.0/0"},
+	        {TCP_L2 "deny = 2001:db8::1/32\n", 12,
+	         "deny: \"2001:db8::1/32\" has bits set after its /32 prefix: write 2001:db8::/32"},
+	        {TCP_L2 "deny = ::1/0\n", 12,
+	         "deny: \"::1/0\" has bits set after its /0 prefix: write ::/0"},
+	        {TCP_L2 "deny = ::ffff:10.0.0.1/120\n", 12,
+	         "deny: \"::ffff:10.0.0.1/120\" has bits set after its /120 prefix: write "
+	         "::ffff:10.0.0.0/120"},
+	        {TCP_L2 "allow = example.com\n", 12,
+	         "allow: \"example.com\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	         "192.0.2.7 or 2001:db8::/32"},
+	        {TCP_L2 "allow = [::1]\n", 12,
+	         "allow: \"[::1]\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	         "192.0.2.7 "
+	         "or 2001:db8::/32"},
+	        {TCP_L2 "allow = fe80::1%eth0/64\n", 12,
+	         "allow: \"fe80::1%eth0/64\" is not an IP address or a CIDR range, e.g. "
+	         "10.0.0.0/8, "
+	         "192.0.2.7 or 2001:db8::/32"},
+	        {TCP_L2 "allow = 10.0.0/8\n", 12,
+	         "allow: \"10.0.0/8\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	         "192.0.2.7 or 2001:db8::/32"},
+	        {TCP_L2 "allow = 010.0.0.1\n", 12,
+	         "allow: \"010.0.0.1\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	         "192.0.2.7 or 2001:db8::/32"},
+	        {TCP_L2 "allow = /8\n", 12,
+	         "allow: \"/8\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, 192.0.2.7 "
+	         "or "
+	         "2001:db8::/32"},
+	        {TCP_L2 "allow = 10.0.0.0 /8\n", 12,
+	         "allow: \"10.0.0.0 /8\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	         "192.0.2.7 or 2001:db8::/32"},
+	        {TCP_L2 "allow = 1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb\n", 12,
+	         "allow: \"1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb\" is not an IP "
+	         "address or a CIDR range, e.g. 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32"},
+	        /* a repeated key extends the list: its entries are checked on their own line */
+	        {TCP_L2 "allow = 10.0.0.0/8\nallow = 10.0.0.256\n", 13,
+	         "allow: \"10.0.0.256\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	         "192.0.2.7 or 2001:db8::/32"},
+	        {BASE "allow = ::1\n", 10,
+	         "key \"allow\" belongs in a [listener NAME] section, not in [tenant demo]"},
+	        /* tcp_origin */
+	        {T3 "tcp_origin = http://x:1\n", 21,
+	         "tcp_origin: http:// and https:// origins go in origin: tcp_origin takes tcp:// "
+	         "or "
+	         "tls://, e.g. tcp://127.0.0.1:1883"},
+	        {T3 "origin = tls://x:1\n", 21,
+	         "origin: tcp:// and tls:// origins go in tcp_origin: origin takes http:// or "
+	         "https://, e.g. http://127.0.0.1:8080"},
+	        {T3 "tcp_origin = udp://x:1\n", 21,
+	         "tcp_origin: scheme must be tcp:// or tls://, e.g. tcp://127.0.0.1:1883"},
+	        {T3 "tcp_origin = x:1\n", 21,
+	         "tcp_origin: scheme must be tcp:// or tls://, e.g. tcp://127.0.0.1:1883"},
+	        {T3 "tcp_origin =\n", 21,
+	         "tcp_origin: scheme must be tcp:// or tls://, e.g. tcp://127.0.0.1:1883"},
+	        {T3 "tcp_origin = tcp://x\n", 21,
+	         "tcp_origin: needs a port, e.g. tcp://127.0.0.1:1883 (there is no default port)"},
+	        {T3 "tcp_origin = tls://[::1]\n", 21,
+	         "tcp_origin: needs a port, e.g. tcp://127.0.0.1:1883 (there is no default port)"},
+	        {T3 "tcp_origin = tcp://x:1/\n", 21,
+	         "tcp_origin: no path, query or fragment allowed: write it as SCHEME://HOST:PORT"},
+	        {T3 "tcp_origin = tcp://x:1/a\n", 21,
+	         "tcp_origin: no path, query or fragment allowed: write it as SCHEME://HOST:PORT"},
+	        {T3 "tcp_origin = tcp://x:0\n", 21,
+	         "tcp_origin: the port must be a number from 1 to 65535"},
+	        {T3 "tcp_origin = tcp://x:\n", 21,
+	         "tcp_origin: the port must be a number from 1 to 65535"},
+	        {T3 "tcp_origin = tcp://x:65536\n", 21,
+	         "tcp_origin: the port must be a number from 1 to 65535"},
+	        {T3 "tcp_origin = tcp://::1:80\n", 21,
+	         "tcp_origin: put an IPv6 address in brackets, e.g. tcp://[::1]:1883"},
+	        {T3 "tcp_origin = tcp://:80\n", 21,
+	         "tcp_origin: missing host, e.g. tcp://127.0.0.1:1883"},
+	        {T3 "tcp_origin = tcp://u@x:80\n", 21,
+	         "tcp_origin: user information (user@) is not allowed"},
+	        {T3 "tcp_origin = tcp://[::1:80\n", 21,
+	         "tcp_origin: missing ']' after the IPv6 address"},
+	        {T3 "tcp_origin = tcp://[::1]80\n", 21,
+	         "tcp_origin: expected ':' and a port after ']'"},
+	        {T3 "tcp_origin = tcp://a..b:80\n", 21,
+	         "tcp_origin: \"a..b\" is not a valid host name or address"},
+	        {T3 "tcp_origin = tcp://x:1\ntcp_origin = tcp://y:1\n", 22,
+	         "duplicate key \"tcp_origin\" in [tenant t3] (first set on line 21): keep one"},
+	        /* proxy_protocol */
+	        {T3 "tcp_origin = tcp://x:1\nproxy_protocol = V2\n", 22,
+	         "proxy_protocol: expected off or v2, not \"V2\""},
+	        {T3 "tcp_origin = tcp://x:1\nproxy_protocol = v1\n", 22,
+	         "proxy_protocol: expected off or v2, not \"v1\""},
+	        {T3 "origin = http://x\nproxy_protocol = v2\n", 22,
+	         "proxy_protocol is only used with a tcp_origin: remove it or add tcp_origin = "
+	         "tcp://HOST:PORT"},
+	        /* origin_ca: for an https:// origin or a tls:// tcp_origin */
+	        {T3 "tcp_origin = tcp://x:1\norigin_ca = origin-ca.pem\n", 22, origin_ca},
+	        {T3 "origin = http://x\ntcp_origin = tcp://x:1\norigin_ca = origin-ca.pem\n", 23,
+	         origin_ca},
+	        /* a refused origin is reported once, not again through origin_ca */
+	        {T3 "origin = http://x\ntcp_origin = bogus\norigin_ca = origin-ca.pem\n", 22,
+	         "tcp_origin: scheme must be tcp:// or tls://, e.g. tcp://127.0.0.1:1883"},
+	        {T3 "", 16,
+	         "[tenant t3] needs an origin: add origin = http://HOST:PORT of the service behind "
+	         "it, or tcp_origin = tcp://HOST:PORT for TCP listeners"},
+	};
+	static const struct want_error hosted[] = {
+	        {15,
+	         "[tenant sensors] needs a cert: add cert = PATH of its server certificate chain "
+	         "(PEM)"},
+	        {15,
+	         "[tenant sensors] needs a key: add key = PATH of its server private key (PEM)"},
+	        {15, "[tenant sensors] needs a device_ca: add device_ca = PATH of the CA "
+	             "certificates that sign its devices (PEM)"},
+	};
+	static const struct want_error entries[] = {
+	        {12, "allow: \"10.0.0.1/8\" has bits set after its /8 prefix: write 10.0.0.0/8"},
+	        {12, "allow: \"bogus\" is not an IP address or a CIDR range, e.g. 10.0.0.0/8, "
+	             "192.0.2.7 or 2001:db8::/32"},
+	        {12, "allow: empty entry: separate addresses with single commas"},
+	        {13, "deny: \"::/200\": the prefix length after '/' must be 0 to 128"},
+	};
+
+	(void)state;
+	RUN_CASES(cases);
+
+	/* a tenant that a handshake can select needs its TLS material: by its hosts... */
+	EXPECT_ERRORS(PLAIN_L2 "tcp_origin = tcp://x:1\nhosts = sensors.example\n", hosted);
+	/* ...or as the default_tenant of a TLS listener as well */
+	EXPECT_ERRORS(PLAIN_L2 "tcp_origin = tcp://x:1\n[listener l3]\nbind = 127.0.0.1:2\n"
+	                       "protocol = tcp\ndefault_tenant = sensors\n",
+	              hosted);
+	/* every bad entry of a list is reported, each with its line */
+	EXPECT_ERRORS(TCP_L2 "allow = 10.0.0.1/8, bogus, 10.0.0.0/8,\ndeny = ::1, ::/200\n",
+	              entries);
+}
+
 static void test_missing_sections(void **state)
 {
 	static const struct error_case cases[] = {
@@ -1440,7 +1880,11 @@ static void test_out_of_memory(void **state)
 	         BASE "[moat]\ndata_dir = var\naccess_log = a.log\nerror_log = e.log\n"
 	              "pid_file = p.pid\n" TENANT2 "hosts = a.x, b.x, c.x, d.x, e.x, f.x\n"
 	              "device_ca = ca.pem, ca2.pem, ca.pem, ca2.pem\ncrl = crl.pem\n"
-	              "[listener l2]\nbind = [::1]:1\ndefault_tenant = t2\n");
+	              "[listener l2]\nbind = [::1]:1\ndefault_tenant = t2\n"
+	              "allow = 10.0.0.0/8, ::1, 192.0.2.1, 192.0.2.2, 192.0.2.3\ndeny = ::/0\n"
+	              "[listener l3]\nbind = [::1]:2\nprotocol = tcp\ntls = off\n"
+	              "default_tenant = plain\n[tenant plain]\ntcp_origin = tls://x:1\n"
+	              "origin_ca = origin-ca.pem\n");
 	for (n = 1;; n++) {
 		alloc_count = 0;
 		alloc_fail_at = n;
@@ -1508,7 +1952,8 @@ int main(void)
 	        cmocka_unit_test(test_long_lines),      cmocka_unit_test(test_syntax_errors),
 	        cmocka_unit_test(test_key_errors),      cmocka_unit_test(test_moat_errors),
 	        cmocka_unit_test(test_listener_errors), cmocka_unit_test(test_tenant_errors),
-	        cmocka_unit_test(test_origin_errors),   cmocka_unit_test(test_missing_sections),
+	        cmocka_unit_test(test_origin_errors),   cmocka_unit_test(test_tcp),
+	        cmocka_unit_test(test_tcp_errors),      cmocka_unit_test(test_missing_sections),
 	        cmocka_unit_test(test_many_errors),     cmocka_unit_test(test_host_claims),
 	        cmocka_unit_test(test_lengths),         cmocka_unit_test(test_limits_on_sections),
 	        cmocka_unit_test(test_file_errors),     cmocka_unit_test(test_out_of_memory),

@@ -10,8 +10,8 @@
  *   - LOCAL with family UNSPEC and no address block; PROXY with TCP4 or TCP6 only, and an
  *     address block of exactly 12 or 36 bytes followed by TLVs only;
  *   - TLVs of the types Moat sends (AUTHORITY, UNIQUE_ID, SSL, 0xE0-0xE3), each at most once,
- *     in ascending type order, never empty; strings without bytes below 0x20; UNIQUE_ID at most
- *     128 bytes; 0xE1 exactly 32 bytes;
+ *     in ascending type order, never empty; strings without bytes below 0x20; AUTHORITY at
+ *     most 255 bytes (as HAProxy requires); UNIQUE_ID at most 128 bytes; 0xE1 exactly 32 bytes;
  *   - SSL: PP2_CLIENT_SSL set, no unknown client bits, verify 0 or 1 and 0 only with a
  *     certificate bit; sub-TLVs VERSION, CN, CIPHER only, with the same rules, filling the
  *     SSL value exactly.
@@ -201,6 +201,8 @@ static inline int pp2_decode(const unsigned char *p, size_t n, struct pp2_decode
 			return pp2_fail(err, "empty TLV");
 		switch (type) {
 		case MOAT_PP2_TYPE_AUTHORITY:
+			if (len > 255)
+				return pp2_fail(err, "AUTHORITY longer than 255 bytes");
 			dst = &d->authority;
 			break;
 		case MOAT_PP2_TYPE_UNIQUE_ID:

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <arpa/inet.h>
-#include <sys/un.h>
 #include <cmocka.h>
 
 #include "tcp/proxy_v2.h"
@@ -318,9 +317,9 @@ static void long_values(void **state MOAT_UNUSED)
 
 	/* the length field covers 12 address bytes + 3 + value: at most 65535 */
 	long_str[65520] = '\0';
-	info.authority = long_str;
+	info.tenant = long_str;
 	assert_int_equal(round_trip(&info, &d), 16 + 65535);
-	assert_int_equal(d.authority.len, 65520);
+	assert_int_equal(d.tenant.len, 65520);
 	assert_int_equal(pp2_be16(buf + 14), 0xFFFF);
 	long_str[65520] = 'x';
 	long_str[65521] = '\0';
@@ -332,7 +331,7 @@ static void long_values(void **state MOAT_UNUSED)
 	assert_int_equal(moat_pp2_encode(&info, buf, BIG), MOAT_ETOOBIG);
 
 	/* a long SSL sub-TLV: 12 + SSL (3 + 5 + 3 + cipher) is the binding limit */
-	info.authority = NULL;
+	info.tenant = NULL;
 	info.ssl = 1;
 	long_str[65536] = 'x';
 	long_str[65512] = '\0';
@@ -347,8 +346,19 @@ static void long_values(void **state MOAT_UNUSED)
 	assert_int_equal(moat_pp2_encode(&info, buf, BIG), MOAT_ETOOBIG);
 	long_str[65536] = 'x';
 
-	/* UNIQUE_ID is at most 128 bytes by the specification */
+	/* AUTHORITY is at most 255 bytes (HAProxy drops the connection otherwise) */
 	info.cipher = NULL;
+	long_str[255] = '\0';
+	info.authority = long_str;
+	round_trip(&info, &d);
+	assert_int_equal(d.authority.len, 255);
+	long_str[255] = 'x';
+	long_str[256] = '\0';
+	assert_int_equal(moat_pp2_encode(&info, buf, BIG), MOAT_EINVAL);
+	long_str[256] = 'x';
+	info.authority = NULL;
+
+	/* UNIQUE_ID is at most 128 bytes by the specification */
 	memset(uid, 'u', sizeof(uid));
 	uid[128] = '\0';
 	info.unique_id = uid;
