@@ -1208,8 +1208,8 @@ struct origin {
 	uint16_t port;
 };
 
-/* Parses "SCHEME://HOST[:PORT][/]" for key ok; false after reporting. */
-static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const char *v,
+/* Parses "SCHEME://HOST[:PORT][/]" for the key described by kind; false after reporting. */
+static bool parse_origin(struct loader *ld, const struct origin_kind *kind, const char *v,
                          struct origin *out)
 {
 	const char *auth = NULL, *auth_end, *host, *host_end, *port_s = NULL;
@@ -1220,50 +1220,51 @@ static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const 
 	size_t i;
 
 	for (i = 0; i < 2 && auth == NULL; i++) {
-		size_t n = strlen(ok->scheme[i]);
+		size_t n = strlen(kind->scheme[i]);
 
-		if (strncasecmp(v, ok->scheme[i], n) == 0) {
-			out->scheme = ok->id[i];
-			port = ok->default_port[i];
+		if (strncasecmp(v, kind->scheme[i], n) == 0) {
+			out->scheme = kind->id[i];
+			port = kind->default_port[i];
 			auth = v + n;
 		}
 	}
 	if (auth == NULL) {
 		for (i = 0; i < 2; i++) {
-			if (strncasecmp(v, ok->others[i], strlen(ok->others[i])) == 0) {
+			if (strncasecmp(v, kind->others[i], strlen(kind->others[i])) == 0) {
 				problem(ld,
 				        "%s: %s and %s origins go in %s: %s takes %s or %s, e.g. "
 				        "%s",
-				        ok->key, ok->others[0], ok->others[1], ok->other_key,
-				        ok->key, ok->scheme[0], ok->scheme[1], ok->example);
+				        kind->key, kind->others[0], kind->others[1],
+				        kind->other_key, kind->key, kind->scheme[0],
+				        kind->scheme[1], kind->example);
 				return false;
 			}
 		}
-		problem(ld, "%s: scheme must be %s or %s, e.g. %s", ok->key, ok->scheme[0],
-		        ok->scheme[1], ok->example);
+		problem(ld, "%s: scheme must be %s or %s, e.g. %s", kind->key, kind->scheme[0],
+		        kind->scheme[1], kind->example);
 		return false;
 	}
 	auth_end = auth + strcspn(auth, "/?#");
-	if (auth_end[0] != '\0' && !(ok->slash_ok && strcmp(auth_end, "/") == 0)) {
+	if (auth_end[0] != '\0' && !(kind->slash_ok && strcmp(auth_end, "/") == 0)) {
 		problem(ld,
 		        "%s: no path, query or fragment allowed%s: write it as SCHEME://HOST:PORT",
-		        ok->key, ok->path_why);
+		        kind->key, kind->path_why);
 		return false;
 	}
 	if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
-		problem(ld, "%s: user information (user@) is not allowed", ok->key);
+		problem(ld, "%s: user information (user@) is not allowed", kind->key);
 		return false;
 	}
 	if (auth[0] == '[') {
 		host = auth + 1;
 		host_end = memchr(host, ']', (size_t)(auth_end - host));
 		if (host_end == NULL) {
-			problem(ld, "%s: missing ']' after the IPv6 address", ok->key);
+			problem(ld, "%s: missing ']' after the IPv6 address", kind->key);
 			return false;
 		}
 		if (host_end + 1 < auth_end) {
 			if (host_end[1] != ':') {
-				problem(ld, "%s: expected ':' and a port after ']'", ok->key);
+				problem(ld, "%s: expected ':' and a port after ']'", kind->key);
 				return false;
 			}
 			port_s = host_end + 2;
@@ -1275,15 +1276,15 @@ static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const 
 		host_end = colon != NULL ? colon : auth_end;
 		if (colon != NULL &&
 		    memchr(colon + 1, ':', (size_t)(auth_end - colon - 1)) != NULL) {
-			problem(ld, "%s: put an IPv6 address in brackets, e.g. %s[::1]%s", ok->key,
-			        ok->scheme[0], strrchr(ok->example, ':'));
+			problem(ld, "%s: put an IPv6 address in brackets, e.g. %s[::1]%s",
+			        kind->key, kind->scheme[0], strrchr(kind->example, ':'));
 			return false;
 		}
 		if (colon != NULL)
 			port_s = colon + 1;
 	}
 	if (host == host_end) {
-		problem(ld, "%s: missing host, e.g. %s", ok->key, ok->example);
+		problem(ld, "%s: missing host, e.g. %s", kind->key, kind->example);
 		return false;
 	}
 	if (port_s != NULL) {
@@ -1297,8 +1298,8 @@ static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const 
 		if (!parse_uint(buf, &port) || port == 0 || port > 65535)
 			goto bad_port;
 	} else if (port == 0) {
-		problem(ld, "%s: needs a port, e.g. %s (there is no default port)", ok->key,
-		        ok->example);
+		problem(ld, "%s: needs a port, e.g. %s (there is no default port)", kind->key,
+		        kind->example);
 		return false;
 	}
 	host_copy = moat_strndup(host, (size_t)(host_end - host));
@@ -1313,7 +1314,7 @@ static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const 
 	else
 		host_ok = dns_name_ok(host_copy, true);
 	if (!host_ok) {
-		problem(ld, "%s: \"%s\" is not a valid host name or address", ok->key, host_copy);
+		problem(ld, "%s: \"%s\" is not a valid host name or address", kind->key, host_copy);
 		moat_free(host_copy);
 		return false;
 	}
@@ -1322,7 +1323,7 @@ static bool parse_origin(struct loader *ld, const struct origin_kind *ok, const 
 	return true;
 
 bad_port:
-	problem(ld, "%s: the port must be a number from 1 to 65535", ok->key);
+	problem(ld, "%s: the port must be a number from 1 to 65535", kind->key);
 	return false;
 }
 

@@ -44,7 +44,10 @@ struct moat_cidr {
 /* 1 if addr (AF_INET or AF_INET6 sockaddr) lies in one of the n ranges. */
 int moat_cidr_match(const struct moat_cidr *list, size_t n, const struct sockaddr_storage *addr);
 
-/* Parses "10.0.0.0/8", "2001:db8::/32" or a single address into *out. MOAT_OK or MOAT_EINVAL. */
+/* Parses "10.0.0.0/8", "2001:db8::/32" or a single address into *out. MOAT_OK or MOAT_EINVAL.
+ * Refused, with *out untouched: bits set after the prefix ("10.1.2.3/8"), a prefix out of range
+ * or with a leading zero, names, brackets, zone ids and blanks; the caller says which (config.c
+ * reports each with its line). */
 int moat_cidr_parse(const char *s, struct moat_cidr *out) MOAT_WUR;
 
 struct moat_config_listener {

@@ -27,7 +27,14 @@
 #include "tcp/proxy_v2.h"
 #include "tls/tls.h"
 
-enum tcp_state { TS_HANDSHAKE = 0, TS_CONNECTING, TS_ORIGIN_TLS, TS_STREAM, TS_CLOSED };
+enum tcp_state {
+	TS_HANDSHAKE = 0,
+	TS_CONNECTING,
+	TS_PROXY_HEADER, /* sending the PROXY header, in clear, before any origin TLS */
+	TS_ORIGIN_TLS,
+	TS_STREAM,
+	TS_CLOSED
+};
 
 struct moat_tcp_conn {
 	struct moat_conn base; /* first: the worker's list links connections through it */
@@ -51,7 +58,8 @@ struct moat_tcp_conn {
 	unsigned peer_port;
 	struct moat_buf up; /* device -> origin */
 	struct moat_buf down; /* origin -> device */
-	size_t up_header; /* PROXY header bytes at the front of `up`, not payload */
+	unsigned char *pp; /* the PROXY header to send first, or NULL */
+	size_t pp_len, pp_sent;
 	unsigned dev_eof : 1, org_eof : 1, dev_shut : 1, org_shut : 1, draining : 1;
 	uint64_t bytes_up, bytes_down;
 	uint64_t t_accept, t_connect, t_last; /* loop ms */
@@ -114,6 +122,7 @@ static void handle_closed(uv_handle_t *h)
 		return;
 	moat_buf_free(&c->up);
 	moat_buf_free(&c->down);
+	moat_free(c->pp);
 	moat_limits_release(&c->peer);
 	moat_gen_release(c->gen);
 	moat_free(c);
@@ -175,9 +184,11 @@ static int write_proxy_header(struct moat_tcp_conn *c)
 	info.tenant = tenant_name(c);
 	if (c->tls_on) {
 		info.ssl = 1;
-		info.authority = c->tls.sni;
+		info.authority =
+		        c->tls.sni; /* as HAProxy sets them: a certificate belongs to the session; it was also
+		 * presented on this connection unless the session was resumed */
 		info.cert_conn = c->id.has_cert && !c->resumed;
-		info.cert_sess = c->id.has_cert && c->resumed;
+		info.cert_sess = c->id.has_cert;
 		info.cert_verified = c->id.status == MOAT_CERT_SUCCESS;
 		info.tls_version = SSL_get_version(c->dev.ssl);
 		info.cipher = SSL_get_cipher_name(c->dev.ssl);
@@ -196,16 +207,15 @@ static int write_proxy_header(struct moat_tcp_conn *c)
 		}
 		info.cert_sha256 = fp;
 	}
-	if (moat_buf_prepare(&c->up) != MOAT_OK)
+	c->pp = moat_malloc(MOAT_PP2_MAX_HEADER);
+	if (c->pp == NULL)
 		return MOAT_ENOMEM;
-	n = moat_pp2_encode(&info, (unsigned char *)moat_buf_tail(&c->up), moat_buf_room(&c->up));
-	if (n == MOAT_EINVAL)
-		n = moat_pp2_encode_local((unsigned char *)moat_buf_tail(&c->up),
-		                          moat_buf_room(&c->up));
+	/* An unencodable value is an error, never a reason to fall back to a LOCAL header:
+	 * that would present moatd's own address to the origin as the client's. */
+	n = moat_pp2_encode(&info, c->pp, MOAT_PP2_MAX_HEADER);
 	if (n < 0)
 		return n;
-	c->up.end += (size_t)n;
-	c->up_header = (size_t)n;
+	c->pp_len = (size_t)n;
 	return MOAT_OK;
 }
 
@@ -278,8 +288,28 @@ static int connect_step(struct moat_tcp_conn *c)
 			conn_end(c, "origin_unreachable", 0, 0);
 			return -1;
 		}
-		c->state = c->org.ssl != NULL ? TS_ORIGIN_TLS : TS_STREAM;
+		c->state = c->pp != NULL        ? TS_PROXY_HEADER
+		           : c->org.ssl != NULL ? TS_ORIGIN_TLS
+		                                : TS_STREAM;
 		c->t_last = now_ms(c);
+		return 1;
+	}
+	if (c->state == TS_PROXY_HEADER) {
+		ssize_t n =
+		        send(c->org.fd, c->pp + c->pp_sent, c->pp_len - c->pp_sent, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return 0;
+			conn_end(c, "origin_reset", 1, 0);
+			return -1;
+		}
+		c->pp_sent += (size_t)n;
+		if (c->pp_sent < c->pp_len)
+			return 0;
+		moat_free(c->pp);
+		c->pp = NULL;
+		c->state = c->org.ssl != NULL ? TS_ORIGIN_TLS : TS_STREAM;
 		return 1;
 	}
 	if (c->state == TS_ORIGIN_TLS) {
@@ -442,7 +472,7 @@ static void update_watch(struct moat_tcp_conn *c)
 	if (!c->org_open)
 		return;
 	ev = 0;
-	if (c->state == TS_CONNECTING)
+	if (c->state == TS_CONNECTING || c->state == TS_PROXY_HEADER)
 		ev = UV_WRITABLE;
 	else if (c->state == TS_ORIGIN_TLS)
 		ev = c->org.hs_wait;
@@ -463,6 +493,7 @@ static uint64_t deadline(struct moat_tcp_conn *c)
 	case TS_HANDSHAKE:
 		return c->t_accept + cfg->handshake_timeout;
 	case TS_CONNECTING:
+	case TS_PROXY_HEADER:
 	case TS_ORIGIN_TLS:
 		return c->t_connect + cfg->origin_connect_timeout;
 	case TS_STREAM:
@@ -487,6 +518,7 @@ static void timer_cb(uv_timer_t *t)
 		conn_end(c, "handshake_timeout", 0, 0);
 		break;
 	case TS_CONNECTING:
+	case TS_PROXY_HEADER:
 	case TS_ORIGIN_TLS:
 		moat_log_warn("tcp origin %s for tenant %s: connect timed out after %llu ms "
 		              "(conn_id=%s)",
@@ -510,6 +542,7 @@ static void pump(struct moat_tcp_conn *c)
 			r = do_handshake(c);
 			break;
 		case TS_CONNECTING:
+		case TS_PROXY_HEADER:
 		case TS_ORIGIN_TLS:
 			r = connect_step(c);
 			if (r >= 0 && c->state != TS_CLOSED) {

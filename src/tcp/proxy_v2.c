@@ -19,7 +19,6 @@
 
 #include "tcp/proxy_v2.h"
 
-#define FIXED_LEN 16 /* signature, version/command, family/protocol, length */
 #define TLV_MAX 0xFFFFu /* a TLV length and the header length are 16-bit fields */
 #define UNIQUE_ID_MAX 128
 #define AUTHORITY_MAX 255 /* HAProxy refuses a longer one; a DNS name is at most 253 bytes */
@@ -31,6 +30,7 @@
 #define FAM_TCP4 0x11
 #define FAM_TCP6 0x21
 
+/* "\r\n\r\n\0\r\nQUIT\n": meant to make every common protocol fail at once if misrouted. */
 static const unsigned char signature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                             0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
@@ -80,7 +80,8 @@ static void put_be32(struct cursor *c, uint32_t v)
 /*
  * Writes a 16-bit length placeholder and returns where it is; end_len fills it with the number
  * of bytes written since. The placeholder is only touched if it was itself written, which the
- * cursor guarantees as long as no error has occurred.
+ * cursor guarantees as long as no error has occurred. A TLV can never reach the 16-bit limit
+ * before the header length that covers it does, but each length is checked on its own anyway.
  */
 static size_t begin_len(struct cursor *c)
 {

@@ -261,3 +261,13 @@ def test_load_client_and_async_echo(pki):
         assert s.recv(10) == b""
     relay.close()
     assert relay.max_open >= 1 and not relay.errors
+
+
+def test_pattern_is_consistent_across_slicings():
+    from moattest.tcp import MB, Pattern
+    p = Pattern(b"self-test")
+    whole = b"".join(p.at(o, 250000) for o in range(0, 3 * MB, 250000))
+    again = b"".join(p.at(o, 333331) for o in range(0, 3 * MB, 333331))
+    n = min(len(whole), len(again))
+    assert n > 2 * MB and whole[:n] == again[:n]
+    assert whole[: 1000] != whole[p.P - 1: p.P + 999] and whole[:1000] == whole[p.P:p.P + 1000]

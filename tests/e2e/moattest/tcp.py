@@ -44,6 +44,13 @@ class Ended(Exception):
         self.how = how
 
 
+def _ended_how(e):
+    """How an SSLError ended the stream: eof (no close_notify) or alert:<reason>."""
+    if isinstance(e, ssl.SSLEOFError) or e.reason == "UNEXPECTED_EOF_WHILE_READING":
+        return "eof"
+    return f"alert:{e.reason or e}"
+
+
 class _DeviceBase:
     """What TLS and plain devices share: the socket, how the stream ended, reading helpers."""
 
@@ -159,6 +166,8 @@ class TlsDevice(_DeviceBase):
                 ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
             if server_hostname is None:
                 ctx.check_hostname = False
+        # python sets this by default: a bare FIN would then read like a close_notify
+        ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
         self.ctx = ctx
         self._connect(host, port, timeout, rcvbuf, sndbuf)
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -255,7 +264,7 @@ class TlsDevice(_DeviceBase):
                 self._ended("eof")
                 return b""
             except ssl.SSLError as e:
-                self._ended(f"alert:{e.reason or e}")
+                self._ended(_ended_how(e))
                 return b""
 
     def shutdown_write(self):
@@ -347,7 +356,10 @@ class TlsDevice(_DeviceBase):
                                 read_done = True
                                 break
                             except ssl.SSLError as e:
-                                self._ended(f"alert:{e.reason or e}")
+                                self._ended(_ended_how(e))
+                                if self.end == "eof":
+                                    read_done = True
+                                    break
                                 raise Ended(self.end) from None
                             if not d:
                                 self._ended("close_notify")
@@ -514,7 +526,8 @@ class OriginConn:
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLError, OSError):
                 pass
             self.sock.settimeout(self.timeout)
-        self.sock.shutdown(socket.SHUT_WR)
+        # (SSLSocket.shutdown would also drop the TLS layer for reading: bypass it)
+        socket.socket.shutdown(self.sock, socket.SHUT_WR)
 
     def reset(self):
         set_linger0(self.sock)
@@ -755,10 +768,11 @@ class Pattern:
     def __init__(self, seed=b"moat"):
         out = bytearray()
         counter = 0
-        while len(out) < self.P + MB:
+        while len(out) < self.P:
             out += hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
             counter += 1
-        self.block = bytes(out)
+        del out[self.P:]
+        self.block = bytes(out + out[:MB])  # so that any slice of up to 1 MB wraps around
 
     def at(self, offset, n):
         o = offset % self.P
