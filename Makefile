@@ -9,7 +9,7 @@
 
 CC ?= cc
 SAN ?= 0
-PKGS := openssl libuv inih jansson
+PKGS := openssl libuv inih jansson libpcre2-8 libhs
 PY := /usr/bin/python3
 
 ifeq ($(SAN),1)

@@ -249,8 +249,8 @@ static void origin_failed(struct moat_http_conn *c, int status, const char *code
                           const char *detail)
 {
 	moat_log_warn("origin %s for tenant %s failed: %s (request_id=%s device=%s)",
-	              c->tenant->cfg->origin, c->tenant_name, detail, c->rq.id,
-	              c->id.device_id[0] ? c->id.device_id : "-");
+	              c->tenant->cfg->origin ? c->tenant->cfg->origin : "(none)", c->tenant_name,
+	              detail, c->rq.id, c->id.device_id[0] ? c->id.device_id : "-");
 	respond_error(c, status, code, detail);
 }
 
@@ -811,7 +811,7 @@ static int move_response_body(struct moat_http_conn *c)
 			return 1;
 		}
 		moat_log_warn("origin %s closed the connection mid-response (request_id=%s)",
-		              c->tenant->cfg->origin, c->rq.id);
+		              c->tenant->cfg->origin ? c->tenant->cfg->origin : "(none)", c->rq.id);
 		respond_error(c, 502, "bad_origin_response", "truncated response");
 		return -1;
 	}

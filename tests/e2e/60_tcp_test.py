@@ -410,3 +410,102 @@ def test_sigterm_lets_streams_flow_until_drain_timeout(moatd, pki, echo_origin):
     assert m.wait(timeout=5) == 0
     e = entry_for(m, d)
     assert e["end"] == "shutdown" and e["bytes_up"] == 18, e
+
+
+# ---------------------------------------------------------------------------------------------
+# reloads and open streams
+
+def test_reload_leaves_other_streams_alone_and_closes_a_removed_tenant(moatd, pki,
+                                                                       echo_origin):
+    m = start_tcp(moatd, echo_origin.url, tenants={"gamma": {"tcp_origin": echo_origin.url}})
+    da = device(m, pki.dev1)
+    dg = device(m, pki.dev1, server_hostname="gamma.test")
+    try:
+        for d in (da, dg):
+            d.sendall(b"ping")
+            assert d.recv_exact(4) == b"ping"
+        m.configure(moat={"drain_timeout": "3s"}, listeners={"tcp": {"protocol": "tcp"}},
+                    tenants={"alpha": {"tcp_origin": echo_origin.url}})
+        m.reload()
+        assert dg.ends_within(2), "a stream of a removed tenant stayed open"
+        da.sendall(b"still flowing")
+        assert da.recv_exact(13) == b"still flowing", "a reload disturbed an unrelated stream"
+        e = entry_for(m, dg)
+        assert (e["tenant"], e["end"]) == ("gamma", "tenant_removed"), e
+    finally:
+        da.close()
+        dg.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration checks (moatd -t)
+
+BROKEN_TCP = [
+    ("tls-off-on-http", dict(listener={"tls": "off"}), "listener devices", "tls"),
+    ("bad-tls", dict(tcp_listener={"tls": "maybe"}), "listener tcp", "tls"),
+    ("bad-allow", dict(tcp_listener={"allow": "127.0.0.1/33"}), "listener tcp", "allow"),
+    ("bad-deny", dict(tcp_listener={"deny": "not-an-address"}), "listener tcp", "deny"),
+    ("bad-tcp-origin", dict(tenant={"tcp_origin": "http://127.0.0.1:1883"}), "tenant alpha",
+     "tcp_origin"),
+    ("bad-proxy-protocol", dict(tenant={"proxy_protocol": "v1"}), "tenant alpha",
+     "proxy_protocol"),
+    ("tcp-buffer-too-small", dict(moat={"tcp_buffer": "1k"}), "moat", "tcp_buffer"),
+    ("tcp-buffer-too-big", dict(moat={"tcp_buffer": "32m"}), "moat", "tcp_buffer"),
+    ("bad-tcp-idle-timeout", dict(moat={"tcp_idle_timeout": "soon"}), "moat",
+     "tcp_idle_timeout"),
+]
+
+
+@pytest.mark.parametrize("name,over,section,key", BROKEN_TCP, ids=[b[0] for b in BROKEN_TCP])
+def test_check_broken_tcp_config(moatd, name, over, section, key):
+    moat_keys = {"drain_timeout": "3s"}
+    moat_keys.update(over.get("moat", {}))
+    tk = {"tcp_origin": "tcp://127.0.0.1:1883"}
+    tk.update(over.get("tenant", {}))
+    lk = {"protocol": "tcp"}
+    lk.update(over.get("tcp_listener", {}))
+    m = moatd(start=False, moat=moat_keys, listener=over.get("listener"),
+              listeners={"tcp": lk}, tenants={"alpha": tk})
+    p = m.check_config()
+    assert p.returncode == 1, p
+    line = m.config_line(section, key)
+    assert f"{m.conf}:{line}:" in p.stderr, (line, p.stderr)
+
+
+def test_check_good_tcp_config(moatd):
+    """Every TCP key at once, including a certificate-less tenant for a plain listener."""
+    m = moatd(start=False, moat={"tcp_idle_timeout": "5m", "tcp_buffer": "256k"},
+              listeners={"tcp": {"protocol": "tcp", "allow": "127.0.0.0/8, ::1",
+                                 "deny": "10.0.0.0/8"},
+                         "legacy": {"protocol": "tcp", "tls": "off",
+                                    "default_tenant": "plain", "allow": "127.0.0.1"}},
+              tenants={"alpha": {"tcp_origin": "tls://127.0.0.1:8883", "proxy_protocol": "v2"},
+                       "plain": {"tcp_origin": "tcp://127.0.0.1:2323"}})
+    p = m.check_config()
+    assert p.returncode == 0, p
+
+
+def section_lines(m, section):
+    """1-based line numbers of [section]'s header and keys in the written config."""
+    lines, current = set(), None
+    for n, line in enumerate(m.conf.read_text().splitlines(), 1):
+        mm = re.match(r"\s*\[(.+)\]\s*$", line)
+        if mm:
+            current = mm.group(1)
+        if current == section:
+            lines.add(n)
+    return lines
+
+
+@pytest.mark.parametrize("case", ["plain-without-default-tenant", "tenant-without-origins"])
+def test_check_incomplete_tcp_config(moatd, case):
+    if case == "plain-without-default-tenant":
+        m = moatd(start=False, listeners={"legacy": {"protocol": "tcp", "tls": "off"}})
+        section = "listener legacy"
+    else:
+        m = moatd(start=False, tenants={"beta": {"origin": None}})
+        section = "tenant beta"
+    p = m.check_config()
+    assert p.returncode == 1, p
+    reported = {int(n) for n in re.findall(rf"{re.escape(str(m.conf))}:(\d+):", p.stderr)}
+    assert reported & section_lines(m, section), (section, p.stderr)

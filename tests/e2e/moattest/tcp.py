@@ -823,7 +823,18 @@ def remote_of(dev):
     return f"[{host}]:{dev.local_port}" if ":" in host else f"{host}:{dev.local_port}"
 
 
+# the contract's values of "end"
+TCP_ENDS = {"closed", "device_reset", "origin_reset", "idle_timeout", "origin_unreachable",
+            "origin_connect_timeout", "origin_tls_failed", "revoked", "tenant_removed",
+            "shutdown", "error"}
+
+
 def entry_for(m, dev, timeout=5):
-    """The TCP access log line of device connection dev (matched by its source port)."""
+    """The TCP access log line of device connection dev (matched by its source port); there
+    must be exactly one, and its "end" one of the contract's values."""
     r = remote_of(dev)
-    return m.wait_tcp_access(1, timeout=timeout, where=lambda e: e.get("remote") == r)[0]
+    found = m.wait_tcp_access(1, timeout=timeout, where=lambda e: e.get("remote") == r)
+    assert len(found) == 1, f"{len(found)} access log lines for one connection: {found}"
+    e = found[0]
+    assert e.get("end") in TCP_ENDS, f"end {e.get('end')!r} is not one of the contract's: {e}"
+    return e
