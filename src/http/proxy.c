@@ -151,7 +151,10 @@ static void access_log(struct moat_http_conn *c)
 	moat_line_raw(&l, t, moat_log_time(t, sizeof(t)));
 	moat_line_printf(&l, "\",\"request_id\":\"%s\",\"listener\":", c->rq.id);
 	moat_line_json_str(&l, c->listener_name, strlen(c->listener_name));
-	moat_line_printf(&l, ",\"remote\":\"%s:%u\",\"tenant\":", c->peer_ip, c->peer_port);
+	/* IPv6 addresses in brackets, so the port stays unambiguous */
+	moat_line_printf(&l, strchr(c->peer_ip, ':') ? ",\"remote\":\"[%s]:%u\",\"tenant\":"
+	                                             : ",\"remote\":\"%s:%u\",\"tenant\":",
+	                 c->peer_ip, c->peer_port);
 	moat_line_json_str(&l, c->tenant_name, strlen(c->tenant_name));
 	moat_line_raw(&l, ",\"device\":", 10);
 	moat_line_json_str(&l, c->id.device_id, strlen(c->id.device_id));
