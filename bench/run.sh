@@ -503,7 +503,7 @@ measure_rps_like() { # TEST PROXY REPEAT
 	if [ "$t" = rps ]; then key=rps conns=$RPS_CONNS mode=rps; else key=hps conns=$HS_CONNS mode=handshake; fi
 	cpu_begin "$p"
 	# shellcheck disable=SC2046
-	loadgen "$t-$p-$r" -m "$mode" -n "$conns" -d "$DURATION" -w "$WARMUP" -q $(tls_args "$p")
+	loadgen "$t-$p-$r" -m "$mode" -n "$conns" -d "$DURATION" -w "$WARMUP" $(tls_args "$p")
 	line=$LINE
 	cpu_end "$(kv cpu_s "$line")"
 	if [ -z "$line" ]; then
@@ -523,7 +523,7 @@ measure_latency() { # PROXY-or-origin REPEAT
 	cpu_begin "$p"
 	# shellcheck disable=SC2046
 	loadgen "latency-$p-$r" -m latency -n "$LAT_CONNS" -r "$LAT_RATE" -d "$DURATION" \
-		-w "$WARMUP" -q $(tls_args "$p")
+		-w "$WARMUP" $(tls_args "$p")
 	line=$LINE
 	cpu_end "$(kv cpu_s "$line")"
 	if [ -z "$line" ]; then

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "core/alloc.h"
@@ -22,6 +23,7 @@
 #include "core/gen.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "rules/rules.h"
 #include "tls/tls.h"
 
 #define MOAT_VERSION "0.1.0"
@@ -30,7 +32,7 @@
 struct control {
 	const char *conf_path;
 	uv_loop_t *loop;
-	uv_signal_t sighup, sigterm, sigint, sigusr1;
+	uv_signal_t sighup, sigterm, sigint, sigusr1, sigusr2;
 	uv_async_t worker_exit;
 	uv_timer_t drain_timer;
 	struct moat_worker *workers;
@@ -141,12 +143,67 @@ static void reload(void)
 		moat_log_warn("workers = %u takes effect at the next restart (running %u)",
 		              g->cfg->workers, ctl.nworkers);
 	if (moat_log_reopen(g->cfg->error_log, g->cfg->access_log, g->cfg->log_level, &err) !=
-	    MOAT_OK)
+	            MOAT_OK ||
+	    moat_log_security_open(g->cfg->security_log, &err) != MOAT_OK)
 		moat_log_error("reload: %s", err);
 	moat_gen_publish(g);
 	for (unsigned i = 0; i < ctl.nworkers; i++)
 		moat_worker_notify_reload(&ctl.workers[i]);
 	moat_log_info("configuration reloaded: generation %llu", (unsigned long long)g->id);
+}
+
+static json_t *rules_json(const struct moat_ruleset *rs)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; rs != NULL && arr != NULL && i < moat_ruleset_count(rs); i++) {
+		const struct moat_rule *r = moat_ruleset_rule(rs, i);
+
+		json_array_append_new(
+		        arr, json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "id", r->id, "name",
+		                       r->name ? r->name : "", "action",
+		                       r->action == MOAT_RULE_BLOCK   ? "block"
+		                       : r->action == MOAT_RULE_LOG   ? "log"
+		                       : r->action == MOAT_RULE_ALLOW ? "allow"
+		                                                      : "close",
+		                       "mode", r->mode == MOAT_RULE_ENFORCE ? "enforce" : "dry-run",
+		                       "enabled", r->enabled, "hits_enforce",
+		                       (json_int_t)atomic_load(&r->hits_enforce), "hits_dry_run",
+		                       (json_int_t)atomic_load(&r->hits_dry_run)));
+	}
+	return arr;
+}
+
+/* SIGUSR2: the rule hit counters, as JSON, in data_dir/rules-stats.json (written whole, then
+ * renamed into place, so a reader never sees half a file). */
+static void write_rules_stats(void)
+{
+	struct moat_gen *g = moat_gen_acquire_current();
+	char path[4096], tmp[4200], t[40];
+	json_t *root, *tenants;
+
+	if (g == NULL)
+		return;
+	moat_log_time(t, sizeof(t));
+	root = json_pack("{s:s, s:I}", "time", t, "generation", (json_int_t)g->id);
+	tenants = json_object();
+	for (size_t i = 0; root != NULL && tenants != NULL && i < g->ntenants; i++) {
+		const struct moat_tenant *tn = &g->tenants[i];
+
+		json_object_set_new(tenants, tn->cfg->name,
+		                    json_pack("{s:o, s:o}", "rules", rules_json(tn->rules),
+		                              "tcp_rules", rules_json(tn->tcp_rules)));
+	}
+	json_object_set_new(root, "tenants", tenants);
+	snprintf(path, sizeof(path), "%s/rules-stats.json", g->cfg->data_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (root == NULL || json_dump_file(root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 ||
+	    rename(tmp, path) != 0)
+		moat_log_error("cannot write %s: %s", path, strerror(errno));
+	else
+		moat_log_info("rule statistics written to %s", path);
+	json_decref(root);
+	moat_gen_release(g);
 }
 
 static void drain_deadline_cb(uv_timer_t *t)
@@ -186,14 +243,18 @@ static void signal_cb(uv_signal_t *h, int signum)
 	case SIGUSR1: {
 		struct moat_gen *g = moat_gen_acquire_current();
 
-		if (g != NULL && moat_log_reopen(g->cfg->error_log, g->cfg->access_log,
-		                                 g->cfg->log_level, &err) != MOAT_OK)
+		if (g != NULL && (moat_log_reopen(g->cfg->error_log, g->cfg->access_log,
+		                                  g->cfg->log_level, &err) != MOAT_OK ||
+		                  moat_log_security_open(g->cfg->security_log, &err) != MOAT_OK))
 			moat_log_error("reopening logs: %s", err);
 		else
 			moat_log_info("log files reopened");
 		moat_gen_release(g);
 		break;
 	}
+	case SIGUSR2:
+		write_rules_stats();
+		break;
 	default:
 		start_drain();
 		break;
@@ -282,7 +343,8 @@ int main(int argc, char **argv)
 	}
 	if (!test_only) {
 		if (moat_log_open(cfg->error_log, cfg->access_log, cfg->log_level, &err) !=
-		    MOAT_OK) {
+		            MOAT_OK ||
+		    moat_log_security_open(cfg->security_log, &err) != MOAT_OK) {
 			fprintf(stderr, "moatd: %s\n", err);
 			moat_config_free(cfg);
 			return 1;
@@ -321,10 +383,12 @@ int main(int argc, char **argv)
 	uv_signal_init(ctl.loop, &ctl.sigterm);
 	uv_signal_init(ctl.loop, &ctl.sigint);
 	uv_signal_init(ctl.loop, &ctl.sigusr1);
+	uv_signal_init(ctl.loop, &ctl.sigusr2);
 	uv_signal_start(&ctl.sighup, signal_cb, SIGHUP);
 	uv_signal_start(&ctl.sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&ctl.sigint, signal_cb, SIGINT);
 	uv_signal_start(&ctl.sigusr1, signal_cb, SIGUSR1);
+	uv_signal_start(&ctl.sigusr2, signal_cb, SIGUSR2);
 
 	moat_gen_publish(g); /* the published reference is the control thread's */
 	for (unsigned i = 0; i < ctl.nworkers; i++) {

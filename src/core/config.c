@@ -81,6 +81,8 @@ enum {
 	MK_REQUEST_BODY_MIN_RATE,
 	MK_ORIGIN_KEEPALIVE,
 	MK_TCP_BUFFER,
+	MK_SECURITY_LOG,
+	MK_RULES_BODY_LIMIT,
 	MK_COUNT
 };
 
@@ -98,6 +100,9 @@ enum {
 	TK_ORIGIN_CA,
 	TK_TCP_ORIGIN,
 	TK_PROXY_PROTOCOL,
+	TK_RULES,
+	TK_TCP_RULES,
+	TK_DEVICES,
 	TK_COUNT
 };
 
@@ -1428,6 +1433,9 @@ static const struct key moat_keys[MK_COUNT] = {
         [MK_ORIGIN_KEEPALIVE] = {"origin_keepalive", set_unsigned, CFG(origin_keepalive), 0,
                                  MAX_KEEPALIVE, false},
         [MK_TCP_BUFFER] = {"tcp_buffer", set_size, CFG(tcp_buffer), 4 * KIB, 16 * MIB, false},
+        [MK_SECURITY_LOG] = {"security_log", set_opt_path, CFG(security_log), 0, 0, false},
+        [MK_RULES_BODY_LIMIT] = {"rules_body_limit", set_size, CFG(rules_body_limit), 0, MIB,
+                                 false},
 };
 
 static const struct key listener_keys[LK_COUNT] = {
@@ -1452,6 +1460,9 @@ static const struct key tenant_keys[TK_COUNT] = {
         [TK_TCP_ORIGIN] = {"tcp_origin", set_tcp_origin, TEN(tcp_origin), 0, 0, false},
         [TK_PROXY_PROTOCOL] = {"proxy_protocol", set_proxy_protocol, TEN(proxy_protocol), 0, 0,
                                false},
+        [TK_RULES] = {"rules", set_opt_file, TEN(rules), 0, 0, false},
+        [TK_TCP_RULES] = {"tcp_rules", set_opt_file, TEN(tcp_rules), 0, 0, false},
+        [TK_DEVICES] = {"devices", set_opt_file, TEN(devices), 0, 0, false},
 };
 
 static const struct {
@@ -2063,6 +2074,9 @@ static void check_tenants(struct loader *ld)
 		t->origin_line = seen[TK_ORIGIN];
 		t->origin_ca_line = seen[TK_ORIGIN_CA];
 		t->tcp_origin_line = seen[TK_TCP_ORIGIN];
+		t->rules_line = seen[TK_RULES];
+		t->tcp_rules_line = seen[TK_TCP_RULES];
+		t->devices_line = seen[TK_DEVICES];
 		t->has_tls = t->cert != NULL && t->key != NULL && t->ndevice_cas > 0;
 		count_refs(cfg, t->name, &refs_tls, &refs_plain);
 		/*
@@ -2231,6 +2245,7 @@ static bool set_defaults(struct moat_config *cfg)
 	cfg->request_body_min_rate = 0;
 	cfg->origin_keepalive = 32;
 	cfg->tcp_buffer = 64 * KIB;
+	cfg->rules_body_limit = 8 * KIB;
 	cfg->data_dir = moat_strdup(DEFAULT_DATA_DIR);
 	return cfg->data_dir != NULL;
 }
@@ -2325,6 +2340,9 @@ void moat_config_free(struct moat_config *cfg)
 		moat_free(t->origin_ca);
 		moat_free(t->tcp_origin);
 		moat_free(t->tcp_origin_host);
+		moat_free(t->rules);
+		moat_free(t->tcp_rules);
+		moat_free(t->devices);
 	}
 	moat_free(cfg->tenants);
 	moat_free(cfg->path);
@@ -2332,6 +2350,7 @@ void moat_config_free(struct moat_config *cfg)
 	moat_free(cfg->access_log);
 	moat_free(cfg->error_log);
 	moat_free(cfg->pid_file);
+	moat_free(cfg->security_log);
 	moat_free(cfg);
 }
 

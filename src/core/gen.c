@@ -87,6 +87,80 @@ static int resolve(const char *host, uint16_t port_num, unsigned line, const cha
 	return MOAT_OK;
 }
 
+struct rules_report {
+	moat_config_report_fn report;
+	void *arg;
+};
+
+/* Rule errors reach the same reporter as config errors, with the column and a caret under it
+ * (moatd -t prints them as they are; the error log folds them onto one line). */
+static void rules_error(void *arg, const struct moat_rules_error *e)
+{
+	struct rules_report *r = arg;
+	char msg[1024];
+	int n;
+
+	n = snprintf(msg, sizeof(msg), "column %u: %s%s%s%s", e->col, e->rule_id ? "rule " : "",
+	             e->rule_id ? e->rule_id : "", e->rule_id ? ": " : "", e->msg);
+	if (e->source_line != NULL && n > 0 && (size_t)n < sizeof(msg)) {
+		int w = snprintf(msg + n, sizeof(msg) - (size_t)n, "\n    %s\n    %*s^",
+		                 e->source_line, e->col > 1 ? (int)e->col - 1 : 0, "");
+
+		(void)w;
+	}
+	r->report(r->arg, e->file, e->line, msg);
+}
+
+static void carry_counters(struct moat_ruleset *to, const struct moat_ruleset *from)
+{
+	/* Hit counters survive reloads for rules that keep their id. A worker may still count
+	 * a hit or two on the old generation after the copy; those are lost. */
+	for (size_t i = 0; from != NULL && i < moat_ruleset_count(to); i++) {
+		struct moat_rule *r = moat_ruleset_rule(to, i);
+
+		for (size_t j = 0; j < moat_ruleset_count(from); j++) {
+			struct moat_rule *o = moat_ruleset_rule(from, j);
+
+			if (strcmp(o->id, r->id) != 0)
+				continue;
+			atomic_store(&r->hits_enforce, atomic_load(&o->hits_enforce));
+			atomic_store(&r->hits_dry_run, atomic_load(&o->hits_dry_run));
+			break;
+		}
+	}
+}
+
+static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cfg,
+                             struct moat_gen *prev, moat_config_report_fn report, void *arg)
+{
+	const struct moat_config_tenant *c = t->cfg;
+	struct rules_report rr = {report, arg};
+	struct moat_rules_limits lim;
+	struct moat_tenant *old = prev ? moat_gen_tenant_by_name(prev, c->name) : NULL;
+	int failed = 0;
+
+	memset(&lim, 0, sizeof(lim));
+	lim.body_limit = cfg->rules_body_limit;
+	if (c->rules != NULL) {
+		if (moat_rules_load_file(c->rules, MOAT_RULES_HTTP, &lim, rules_error, &rr,
+		                         &t->rules) != MOAT_OK)
+			failed = 1;
+		else if (old != NULL)
+			carry_counters(t->rules, old->rules);
+	}
+	if (c->tcp_rules != NULL) {
+		if (moat_rules_load_file(c->tcp_rules, MOAT_RULES_TCP, &lim, rules_error, &rr,
+		                         &t->tcp_rules) != MOAT_OK)
+			failed = 1;
+		else if (old != NULL)
+			carry_counters(t->tcp_rules, old->tcp_rules);
+	}
+	if (c->devices != NULL &&
+	    moat_devices_load(c->devices, report, arg, &t->devices) != MOAT_OK)
+		failed = 1;
+	return failed ? MOAT_EINVAL : MOAT_OK;
+}
+
 static int resolve_origins(struct moat_tenant *t, const char *file, moat_config_report_fn report,
                            void *arg)
 {
@@ -121,6 +195,9 @@ static void gen_free(struct moat_gen *g)
 		for (size_t j = 0; j < t->ncrls; j++)
 			X509_CRL_free(t->crls[j]);
 		OPENSSL_free(t->crls);
+		moat_ruleset_free(t->rules);
+		moat_ruleset_free(t->tcp_rules);
+		moat_devices_free(t->devices);
 		OPENSSL_cleanse(t->ticket_aes, sizeof(t->ticket_aes));
 		OPENSSL_cleanse(t->ticket_hmac, sizeof(t->ticket_hmac));
 	}
@@ -136,10 +213,12 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
                    moat_config_report_fn report, void *arg, struct moat_gen **out)
 {
 	struct moat_gen *g = moat_calloc(1, sizeof(*g));
+	struct moat_gen *prev = moat_gen_acquire_current(); /* for rule hit counters */
 	int failed = 0;
 
 	*out = NULL;
 	if (g == NULL) {
+		moat_gen_release(prev);
 		moat_config_free(cfg);
 		return MOAT_ENOMEM;
 	}
@@ -148,6 +227,7 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 	g->tenants = moat_calloc(cfg->ntenants, sizeof(*g->tenants));
 	g->listeners = moat_calloc(cfg->nlisteners, sizeof(*g->listeners));
 	if (g->tenants == NULL || g->listeners == NULL) {
+		moat_gen_release(prev);
 		gen_free(g);
 		return MOAT_ENOMEM;
 	}
@@ -179,6 +259,8 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 			failed = 1;
 		if (resolve_origins(t, cfg->path, report, arg) != MOAT_OK)
 			failed = 1;
+		if (load_tenant_rules(t, cfg, prev, report, arg) != MOAT_OK)
+			failed = 1;
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		struct moat_listener *l = &g->listeners[i];
@@ -194,6 +276,7 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 			failed = 1;
 		}
 	}
+	moat_gen_release(prev);
 	if (failed) {
 		gen_free(g);
 		return MOAT_EINVAL;

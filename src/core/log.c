@@ -12,6 +12,7 @@
 
 static atomic_int error_fd = 2;
 static atomic_int access_fd = -1;
+static atomic_int security_fd = -1;
 static atomic_int min_level = MOAT_LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -68,6 +69,32 @@ int moat_log_reopen(const char *error_log, const char *access_log, enum moat_log
 		access_log = "/dev/null";
 	}
 	return moat_log_open(error_log, access_log, level, err);
+}
+
+int moat_log_security_open(const char *path, const char **err)
+{
+	if (path == NULL && atomic_load(&security_fd) > 2)
+		path = "/dev/null"; /* switched off by a reload: never close under writers */
+	if (swap_fd(&security_fd, path) < 0) {
+		*err = "cannot open security_log";
+		return MOAT_EIO;
+	}
+	return MOAT_OK;
+}
+
+void moat_log_security(const char *line, size_t len)
+{
+	int fd = atomic_load_explicit(&security_fd, memory_order_relaxed);
+
+	if (fd < 0)
+		return;
+	if (write(fd, line, len) < 0)
+		return;
+}
+
+int moat_log_security_enabled(void)
+{
+	return atomic_load_explicit(&security_fd, memory_order_relaxed) >= 0;
 }
 
 int moat_log_enabled(enum moat_log_level level)

@@ -38,6 +38,12 @@ void moat_log_access(const char *line, size_t len);
 
 int moat_log_access_enabled(void);
 
+/* The security log: one JSON line per rule hit. Opens (or reopens, or switches to) path;
+ * NULL: none. */
+int moat_log_security_open(const char *path, const char **err) MOAT_WUR;
+void moat_log_security(const char *line, size_t len);
+int moat_log_security_enabled(void);
+
 /* Formats the current time as "2026-11-23T14:51:23.123Z" into buf (at least 32 bytes). */
 size_t moat_log_time(char *buf, size_t cap);
 

@@ -306,6 +306,9 @@ static void *worker_main(void *arg)
 	struct moat_worker *w = arg;
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	moat_rules_thread_release();
+	moat_free(w->rules_scratch);
+	moat_free(w->body_scratch);
 	moat_gen_release(w->gen);
 	w->gen = NULL;
 	if (w->on_exit != NULL)
@@ -366,6 +369,24 @@ void moat_worker_destroy(struct moat_worker *w)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&w->loop) != 0)
 		moat_log_warn("worker %u: loop closed with handles still open", w->index);
+}
+
+int moat_worker_rules_scratch(struct moat_worker *w, const struct moat_ruleset *rs,
+                              struct moat_rules_scratch *out)
+{
+	size_t need = moat_ruleset_scratch_size(rs);
+
+	if (need > w->rules_scratch_cap) {
+		char *p = moat_realloc(w->rules_scratch, need);
+
+		if (p == NULL)
+			return MOAT_ENOMEM;
+		w->rules_scratch = p;
+		w->rules_scratch_cap = need;
+	}
+	out->mem = w->rules_scratch;
+	out->cap = w->rules_scratch_cap;
+	return MOAT_OK;
 }
 
 void moat_worker_request_id(struct moat_worker *w, char out[17])

@@ -17,6 +17,7 @@
 #include "core/gen.h"
 #include "core/list.h"
 #include "http/parse.h"
+#include "rules/rules.h"
 
 struct moat_worker;
 struct moat_conn;
@@ -67,6 +68,10 @@ struct moat_worker {
 	uint64_t last_limit_log, last_acl_log;
 	struct moat_worker_stats stats;
 	struct moat_http_request req; /* parse scratch: one request head is parsed at a time */
+	char *rules_scratch; /* rule evaluation scratch, sized for the largest ruleset */
+	size_t rules_scratch_cap;
+	char *body_scratch; /* a decoded body prefix for the rules (chunked bodies) */
+	size_t body_scratch_cap;
 	int (*on_exit)(struct moat_worker *w); /* tells the control thread this worker is done */
 	void *on_exit_arg;
 };
@@ -86,6 +91,11 @@ void moat_worker_join(struct moat_worker *w);
 
 /* After join: closes the worker's loop. */
 void moat_worker_destroy(struct moat_worker *w);
+
+/* Scratch for evaluating rs on this worker: grown (once per generation at most) to what rs
+ * needs. MOAT_ENOMEM if it cannot be. */
+int moat_worker_rules_scratch(struct moat_worker *w, const struct moat_ruleset *rs,
+                              struct moat_rules_scratch *out) MOAT_WUR;
 
 /* A new request id: 16 hex characters, unique per process in practice. */
 void moat_worker_request_id(struct moat_worker *w, char out[17]);

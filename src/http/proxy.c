@@ -21,6 +21,7 @@
 #include "core/alloc.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/seclog.h"
 #include "http/proxy.h"
 
 #define CLIENT_IN_MIN (16 * 1024)
@@ -30,7 +31,14 @@
 #define CHUNK_FRAMING 32 /* room kept for a chunk's size line and CRLF */
 #define CLOSING_TIMEOUT_MS 5000
 
-enum conn_state { CS_HANDSHAKE = 0, CS_HEAD, CS_PROXY, CS_CLOSING, CS_CLOSED };
+enum conn_state {
+	CS_HANDSHAKE = 0,
+	CS_HEAD,
+	CS_BODY_WAIT, /* holding the request until the rules have the body prefix they read */
+	CS_PROXY,
+	CS_CLOSING,
+	CS_CLOSED
+};
 
 struct request_state {
 	char id[17];
@@ -85,6 +93,7 @@ struct moat_http_conn {
 };
 
 static void pump(struct moat_http_conn *c);
+static int read_client(struct moat_http_conn *c);
 static const struct moat_conn_ops http_conn_ops;
 
 static uint64_t now_ms(struct moat_http_conn *c)
@@ -152,8 +161,9 @@ static void access_log(struct moat_http_conn *c)
 	moat_line_printf(&l, "\",\"request_id\":\"%s\",\"listener\":", c->rq.id);
 	moat_line_json_str(&l, c->listener_name, strlen(c->listener_name));
 	/* IPv6 addresses in brackets, so the port stays unambiguous */
-	moat_line_printf(&l, strchr(c->peer_ip, ':') ? ",\"remote\":\"[%s]:%u\",\"tenant\":"
-	                                             : ",\"remote\":\"%s:%u\",\"tenant\":",
+	moat_line_printf(&l,
+	                 strchr(c->peer_ip, ':') ? ",\"remote\":\"[%s]:%u\",\"tenant\":"
+	                                         : ",\"remote\":\"%s:%u\",\"tenant\":",
 	                 c->peer_ip, c->peer_port);
 	moat_line_json_str(&l, c->tenant_name, strlen(c->tenant_name));
 	moat_line_raw(&l, ",\"device\":", 10);
@@ -290,9 +300,12 @@ static int build_identity_headers(struct moat_http_conn *c)
 	return MOAT_OK;
 }
 
+/* Room for the largest head plus the body prefix the rules may inspect. */
 static size_t client_in_cap(const struct moat_config *cfg)
 {
-	return cfg->max_header_size > CLIENT_IN_MIN ? cfg->max_header_size : CLIENT_IN_MIN;
+	size_t n = cfg->max_header_size + cfg->rules_body_limit + CHUNK_MAX_LINE;
+
+	return n > CLIENT_IN_MIN ? n : CLIENT_IN_MIN;
 }
 
 /* Every request is judged under the current generation: a tenant removed or a device revoked
@@ -465,9 +478,182 @@ static int prevalidate_chunks(struct moat_http_conn *c, const char *p, size_t le
 	return 0;
 }
 
+/* Answers a request a rule blocked. Without a body left to read, the connection stays open
+ * for the device's next request. */
+static void respond_blocked(struct moat_http_conn *c, const struct moat_rule *r)
+{
+	char body[512];
+	struct moat_line b = {body, 0, sizeof(body), 0};
+	struct moat_line h;
+
+	if (!c->rq.body_done || moat_buf_prepare(&c->out) != MOAT_OK) {
+		respond_error(c, r->status, "blocked", r->id);
+		return;
+	}
+	moat_line_printf(&b, "{\"error\":\"blocked\",\"rule\":");
+	moat_line_json_str(&b, r->id, strlen(r->id));
+	moat_line_printf(&b, ",\"request_id\":\"%s\"}\n", c->rq.id);
+	h = (struct moat_line){moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
+	moat_line_printf(&h,
+	                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu"
+	                 "\r\n%s\r\n",
+	                 r->status, moat_http_reason(r->status), b.len,
+	                 c->rq.keep_alive && !c->draining ? "" : "Connection: close\r\n");
+	if (!c->rq.is_head)
+		moat_line_raw(&h, body, b.len);
+	if (h.truncated) {
+		conn_close(c);
+		return;
+	}
+	c->out.end += h.len;
+	c->rs.status = r->status;
+	c->rs.started = c->rs.head_done = c->rs.done = 1;
+	c->state = CS_PROXY; /* do_proxy finishes it: log, then the next request or a close */
+}
+
+/* Runs the tenant's rules on the request. Returns 0 to forward it, -1 when a rule answered
+ * or closed the connection. */
+static int apply_rules(struct moat_http_conn *c, const struct moat_http_request *req,
+                       const char *body, size_t body_len, uint64_t body_size)
+{
+	const struct moat_ruleset *rs = c->tenant->rules;
+	struct moat_seclog_ctx log = {c->listener_name, c->tenant_name, c->id.device_id, c->peer_ip,
+	                              c->peer_port,     c->rq.method,   c->rq.path,      c->rq.id};
+	struct moat_rules_input in;
+	struct moat_rules_scratch scratch;
+	struct moat_rules_verdict v;
+
+	if (moat_worker_rules_scratch(c->w, rs, &scratch) != MOAT_OK) {
+		respond_error(c, 503, "overloaded", "out of memory evaluating rules");
+		return -1;
+	}
+	memset(&in, 0, sizeof(in));
+	in.src = &c->peer;
+	in.tls_version = SSL_get_version(c->sock.ssl);
+	in.sni = c->tls.sni;
+	in.client_verified = c->id.status == MOAT_CERT_SUCCESS;
+	in.fingerprint = c->id.fingerprint;
+	in.serial = c->id.serial;
+	in.tenant = c->tenant_name;
+	in.device_id = c->id.device_id;
+	in.device = moat_devices_find(c->tenant->devices, c->id.device_id);
+	in.req = req;
+	in.body = body;
+	in.body_len = body_len;
+	in.body_size = body_size;
+	moat_rules_eval(rs, &in, &scratch, moat_seclog_hit, &log, &v);
+	if (v.rule == NULL || v.action == MOAT_RULE_LOG || v.action == MOAT_RULE_ALLOW)
+		return 0;
+	moat_buf_consume(&c->in, req->head_len);
+	if (v.action == MOAT_RULE_CLOSE) {
+		c->rs.status = 0;
+		c->rq.body_done = 1;
+		access_log(c);
+		conn_close(c);
+		return -1;
+	}
+	respond_blocked(c, v.rule);
+	return -1;
+}
+
+static void forward(struct moat_http_conn *c, const struct moat_http_request *req, const char *body,
+                    size_t body_len, uint64_t body_size);
+
+/* The request waits in CS_BODY_WAIT until the body prefix the rules read is buffered (or the
+ * buffer is full); its head stays unconsumed and is parsed again, since a buffer compaction
+ * may have moved it. */
+static int do_body_wait(struct moat_http_conn *c)
+{
+	struct moat_http_request *req = &c->w->req;
+	const struct moat_config *cfg = c->gen->cfg;
+	const struct moat_http_limits lim = {cfg->max_request_line, cfg->max_header_size,
+	                                     cfg->max_headers};
+	const char *err = NULL, *body;
+	size_t avail, want, len = 0;
+	int complete = 0, r;
+
+	if (moat_buf_len(&c->out) > 0) {
+		ssize_t n =
+		        moat_sock_write(&c->sock, moat_buf_head(&c->out), moat_buf_len(&c->out));
+
+		if (n > 0) {
+			moat_buf_consume(&c->out, (size_t)n);
+			c->t_last_out = now_ms(c);
+		} else if (n != MOAT_EAGAIN) {
+			conn_close(c);
+			return 0;
+		}
+	}
+	if (moat_http_parse_request(moat_buf_head(&c->in), moat_buf_len(&c->in), &lim, req, &err) !=
+	    MOAT_OK) {
+		conn_close(c); /* it parsed before: the buffer can no longer be trusted */
+		return 0;
+	}
+	body = moat_buf_head(&c->in) + req->head_len;
+	avail = moat_buf_len(&c->in) - req->head_len;
+	if (req->framing == MOAT_BODY_LENGTH) {
+		want = req->content_length < cfg->rules_body_limit ? (size_t)req->content_length
+		                                                   : cfg->rules_body_limit;
+		complete = avail >= want;
+		len = complete ? want : avail;
+	} else {
+		struct moat_http_chunked dec = c->rq.chunked;
+		size_t off = 0;
+
+		if (c->w->body_scratch_cap < cfg->rules_body_limit) {
+			char *p = moat_realloc(c->w->body_scratch, cfg->rules_body_limit + 1);
+
+			if (p == NULL) {
+				conn_close(c);
+				return 0;
+			}
+			c->w->body_scratch = p;
+			c->w->body_scratch_cap = cfg->rules_body_limit;
+		}
+		while (off < avail && len < cfg->rules_body_limit) {
+			struct moat_slice data;
+			size_t used = 0;
+
+			r = moat_http_chunked_decode(&dec, body + off, avail - off, &used, &data,
+			                             &err);
+			if (r == MOAT_EINVAL) {
+				respond_error(c, 400, NULL, err ? err : "malformed chunked body");
+				return 1;
+			}
+			if (data.len > 0) {
+				size_t n = data.len < cfg->rules_body_limit - len
+				                   ? data.len
+				                   : cfg->rules_body_limit - len;
+
+				memcpy(c->w->body_scratch + len, data.p, n);
+				len += n;
+			}
+			off += used;
+			if (r == 1) {
+				complete = 1;
+				break;
+			}
+			if (r == MOAT_EAGAIN || used == 0)
+				break;
+		}
+		complete = complete || len >= cfg->rules_body_limit;
+		body = c->w->body_scratch;
+	}
+	if (!complete && moat_buf_room(&c->in) > 0) {
+		r = read_client(c);
+		if (r == -2) {
+			conn_close(c);
+			return 0;
+		}
+		return r > 0;
+	}
+	forward(c, req, body, len,
+	        req->framing == MOAT_BODY_LENGTH ? req->content_length : (uint64_t)len);
+	return 1;
+}
+
 static void dispatch(struct moat_http_conn *c, const struct moat_http_request *req)
 {
-	const char *err = NULL;
 	struct request_state *rq = &c->rq;
 
 	memset(rq, 0, sizeof(*rq));
@@ -508,6 +694,30 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 		origin_failed(c, 502, "origin_unreachable", "the tenant has no HTTP origin");
 		return;
 	}
+	if (c->tenant->rules != NULL && moat_ruleset_needs_body(c->tenant->rules) &&
+	    !rq->body_done) {
+		c->state = CS_BODY_WAIT;
+		if (rq->expect_continue && rq->minor == 1 && moat_buf_prepare(&c->out) == MOAT_OK) {
+			/* the device waits for this before sending the body the rules must see;
+			 * the origin's own 100, if any, is then not passed on */
+			moat_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			rq->expect_continue = 0;
+		}
+		return;
+	}
+	forward(c, req, NULL, 0, rq->framing == MOAT_BODY_LENGTH ? rq->remaining : 0);
+}
+
+/* Applies the tenant's rules to the request, then sends it to the origin. */
+static void forward(struct moat_http_conn *c, const struct moat_http_request *req, const char *body,
+                    size_t body_len, uint64_t body_size)
+{
+	struct request_state *rq = &c->rq;
+	const char *err = NULL;
+
+	c->state = CS_PROXY;
+	if (c->tenant->rules != NULL && apply_rules(c, req, body, body_len, body_size) < 0)
+		return;
 	c->up = moat_upstream_get(c->w, c->tenant, c, &err);
 	if (c->up == NULL) {
 		moat_buf_consume(&c->in, req->head_len);
@@ -1057,6 +1267,10 @@ static void update_watch(struct moat_http_conn *c)
 		if (c->in.data == NULL || moat_buf_room(&c->in) > 0)
 			ev |= c->sock.rd_wait;
 		break;
+	case CS_BODY_WAIT:
+		if (moat_buf_room(&c->in) > 0)
+			ev |= c->sock.rd_wait;
+		break;
 	case CS_PROXY:
 		/* move_request_body reads only once the buffer is drained into the origin's:
 		 * asking for readability earlier would wake us for nothing, forever */
@@ -1120,6 +1334,8 @@ static uint64_t next_deadline(struct moat_http_conn *c)
 		if (moat_buf_len(&c->out) > 0)
 			d = min_u64(d, c->t_last_out + cfg->idle_timeout);
 		return d;
+	case CS_BODY_WAIT:
+		return c->t_last_in + cfg->request_body_timeout;
 	case CS_CLOSING:
 		return c->t_last_out + CLOSING_TIMEOUT_MS;
 	default:
@@ -1170,6 +1386,12 @@ static void timer_cb(uv_timer_t *t)
 		              c->peer_port);
 		respond_error(c, 408, NULL, "request head not received in time");
 		break;
+	case CS_BODY_WAIT:
+		moat_log_info("request body too slow (remote=%s:%u request_id=%s)", c->peer_ip,
+		              c->peer_port, c->rq.id);
+		moat_buf_consume(&c->in, moat_buf_len(&c->in));
+		respond_error(c, 408, NULL, "request body not received in time");
+		break;
 	case CS_PROXY:
 		if (c->up != NULL && c->up->state != UP_READY &&
 		    now >= c->t_origin_act + cfg->origin_connect_timeout) {
@@ -1217,6 +1439,9 @@ static void pump(struct moat_http_conn *c)
 			break;
 		case CS_HEAD:
 			progress = do_head(c);
+			break;
+		case CS_BODY_WAIT:
+			progress = do_body_wait(c);
 			break;
 		case CS_PROXY:
 			progress = do_proxy(c);

@@ -6,6 +6,13 @@
  * allocates: every field a rule reads is computed lazily, at most once per request, into a
  * caller-provided scratch arena, and the results of the multi-pattern prefilter are shared by
  * every `contains` and `matches` on the same field.
+ *
+ * Threads: a compiled ruleset is read-only (only its atomic counters change), so any number
+ * of threads may evaluate it at once, each with its own scratch. Each evaluating thread also
+ * keeps a Hyperscan scratch and a PCRE2 match block of its own, allocated on its first
+ * evaluation and again after a ruleset is compiled (never per request), freed when the thread
+ * exits or calls moat_rules_thread_release. Compile (moat_rules_load_*) on any thread; free a
+ * ruleset only when no thread evaluates it any more (the generation's reference count).
  */
 #ifndef MOAT_RULES_RULES_H
 #define MOAT_RULES_RULES_H
@@ -33,10 +40,11 @@ enum moat_rules_scope {
 	MOAT_RULES_TCP,      /* connection fields only: an HTTP field is a compile error */
 };
 
+/* A zero field means its default. */
 struct moat_rules_limits {
 	unsigned max_rules;      /* per file; more -> compile error (default 10000) */
 	size_t max_expr_len;     /* bytes of one expression (default 8192) */
-	unsigned max_depth;      /* nesting of the expression tree (default 64) */
+	unsigned max_depth;      /* nesting of the expression tree (default 64, at most 256) */
 	size_t max_regex_len;    /* bytes of one regular expression (default 4096) */
 	uint32_t regex_match_limit; /* PCRE2 match limit: bounds backtracking (default 100000) */
 	size_t body_limit;       /* bytes of the body visible as http.request.body (default 8192) */
@@ -101,6 +109,27 @@ struct moat_rule *moat_ruleset_rule(const struct moat_ruleset *rs, size_t i);
  * back for inspection. */
 int moat_ruleset_needs_body(const struct moat_ruleset *rs);
 
+/* The value arena that moat_ruleset_scratch_size provides for beyond the fixed part. */
+#define MOAT_RULES_SCRATCH_ARENA (64 * 1024)
+
+/* The scratch bytes one evaluation of rs should get: a fixed part (a table of the ruleset's
+ * distinct values, about 100 bytes each) plus MOAT_RULES_SCRATCH_ARENA for the values
+ * themselves. A scratch smaller than the fixed part evaluates no rule at all (counted in
+ * scratch_overflows). Allocate it once per worker and reuse it for every request. */
+size_t moat_ruleset_scratch_size(const struct moat_ruleset *rs);
+
+/* Counters of a ruleset since it was compiled (relaxed reads; summed over all threads). */
+struct moat_rules_stats {
+	uint64_t scratch_overflows;     /* values treated as missing for lack of scratch */
+	uint64_t regex_limit_hits;      /* matches stopped by a PCRE2 limit: counted as no match */
+	uint64_t prefilter_unavailable; /* evaluations without the prefilter (no Hyperscan
+	                                   scratch): slower, same results */
+	uint32_t prefilter_databases;   /* Hyperscan databases compiled, one per scanned value */
+	uint32_t values;                /* distinct values (fields, keys, functions) the rules read */
+};
+
+void moat_ruleset_stats(const struct moat_ruleset *rs, struct moat_rules_stats *st);
+
 /* Per-device facts the rules see as device.model, device.firmware, device.tags. */
 struct moat_device_info {
 	const char *model;    /* NULL if unknown */
@@ -126,8 +155,10 @@ struct moat_rules_input {
 	uint64_t body_size; /* Content-Length, or the bytes seen */
 };
 
-/* Scratch memory for one evaluation: lazily computed fields live here. 64 KiB is plenty for
- * the default limits; a field that does not fit is treated as missing (and counted). */
+/* Scratch memory for one evaluation: lazily computed fields live here. Size it with
+ * moat_ruleset_scratch_size (the fixed part plus 64 KiB, plenty for the default limits); a
+ * field that does not fit is treated as missing (and counted). Any alignment; one evaluation
+ * at a time. */
 struct moat_rules_scratch {
 	char *mem;
 	size_t cap;
@@ -153,14 +184,31 @@ void moat_rules_eval(const struct moat_ruleset *rs, const struct moat_rules_inpu
                      struct moat_rules_scratch *scratch, moat_rules_hit_fn hit, void *arg,
                      struct moat_rules_verdict *v);
 
+/* Frees the calling thread's Hyperscan scratch and PCRE2 match block (a worker about to exit
+ * may call it; thread exit does it anyway). The next evaluation on the thread allocates them
+ * again. */
+void moat_rules_thread_release(void);
+
+/* "block", "log", "allow", "close"; "enforce", "dry-run": as in the rules file. */
+const char *moat_rule_action_name(enum moat_rule_action a);
+const char *moat_rule_mode_name(enum moat_rule_mode m);
+
+/* Formats an error as "file:line:col: rule ID: message", then the source line and a caret
+ * under the column on the two lines after it (no final newline). Returns the length written
+ * (truncated to cap - 1). */
+int moat_rules_error_format(const struct moat_rules_error *e, char *buf, size_t cap);
+
 /* Normalises a URI path for http.request.uri.path: percent-decoding (once), then removing dot
  * segments and repeated slashes (RFC 3986 section 5.2.4). Writes at most cap bytes; returns
- * the length, or MOAT_ETOOBIG. Exposed for tests. */
+ * the length, or MOAT_ETOOBIG. Exposed for tests. An invalid escape ("%zz", a final "%4") is
+ * kept as written; a decoded NUL stays a NUL byte; "%2f" decodes to a slash that separates
+ * segments. The result is never longer than len, so cap = len always suffices. */
 long moat_rules_normalize_path(const char *raw, size_t len, char *out, size_t cap);
 
-/* Compares two version strings (docs/rules.md: numeric dot-separated components, then an
- * optional pre-release that sorts before the release). Returns -1, 0, 1, or MOAT_EINVAL if
- * either is malformed. Exposed for tests. */
+/* Compares two version strings (docs/rules.md: an optional "v", numeric dot-separated
+ * components compared as numbers with missing ones as 0, then an optional "-pre.release" that
+ * sorts before the release, ordered as in SemVer 2.0.0, and "+build" metadata that is
+ * ignored). Returns -1, 0, 1, or MOAT_EINVAL if either is malformed. Exposed for tests. */
 int moat_rules_version_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
 #endif

@@ -22,6 +22,7 @@
 #include "core/buf.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/seclog.h"
 #include "core/sock.h"
 #include "tcp/proxy.h"
 #include "tcp/proxy_v2.h"
@@ -95,8 +96,9 @@ static void access_log(struct moat_tcp_conn *c)
 	moat_line_printf(&l, "\",\"conn_id\":\"%s\",\"listener\":", c->conn_id);
 	moat_line_json_str(&l, c->listener_name, strlen(c->listener_name));
 	/* IPv6 addresses in brackets, so the port stays unambiguous */
-	moat_line_printf(&l, strchr(c->peer_ip, ':') ? ",\"remote\":\"[%s]:%u\",\"tenant\":"
-	                                             : ",\"remote\":\"%s:%u\",\"tenant\":",
+	moat_line_printf(&l,
+	                 strchr(c->peer_ip, ':') ? ",\"remote\":\"[%s]:%u\",\"tenant\":"
+	                                         : ",\"remote\":\"%s:%u\",\"tenant\":",
 	                 c->peer_ip, c->peer_port);
 	moat_line_json_str(&l, tenant_name(c), strlen(tenant_name(c)));
 	moat_line_raw(&l, ",\"device\":", 10);
@@ -222,12 +224,55 @@ static int write_proxy_header(struct moat_tcp_conn *c)
 	return MOAT_OK;
 }
 
+/* The tenant's TCP rules, once per connection, before the origin is contacted. Returns -1
+ * when a rule ended the connection. */
+static int apply_rules(struct moat_tcp_conn *c)
+{
+	const struct moat_ruleset *rs = c->tenant->tcp_rules;
+	struct moat_seclog_ctx log = {c->listener_name,
+	                              tenant_name(c),
+	                              c->id.device_id,
+	                              c->peer_ip,
+	                              c->peer_port,
+	                              NULL,
+	                              NULL,
+	                              c->conn_id};
+	struct moat_rules_input in;
+	struct moat_rules_scratch scratch;
+	struct moat_rules_verdict v;
+
+	if (rs == NULL)
+		return 0;
+	if (moat_worker_rules_scratch(c->w, rs, &scratch) != MOAT_OK) {
+		conn_end(c, "error", 0, 0);
+		return -1;
+	}
+	memset(&in, 0, sizeof(in));
+	in.src = &c->peer;
+	in.tls_version = c->tls_on ? SSL_get_version(c->dev.ssl) : NULL;
+	in.sni = c->tls.sni;
+	in.client_verified = c->id.status == MOAT_CERT_SUCCESS;
+	in.fingerprint = c->id.fingerprint;
+	in.serial = c->id.serial;
+	in.tenant = tenant_name(c);
+	in.device_id = c->id.device_id;
+	in.device = moat_devices_find(c->tenant->devices, c->id.device_id);
+	moat_rules_eval(rs, &in, &scratch, moat_seclog_hit, &log, &v);
+	if (v.rule != NULL && (v.action == MOAT_RULE_BLOCK || v.action == MOAT_RULE_CLOSE)) {
+		conn_end(c, "blocked", 0, 0);
+		return -1;
+	}
+	return 0;
+}
+
 static void start_origin(struct moat_tcp_conn *c)
 {
 	const struct moat_tenant *t = c->tenant;
 	const struct moat_config_tenant *tc = t->cfg;
 	int fd, one = 1;
 
+	if (apply_rules(c) < 0)
+		return;
 	if (t->tcp_origin_addrlen == 0) {
 		moat_log_warn("tenant %s has no tcp_origin: closing connection from %s:%u",
 		              tc->name, c->peer_ip, c->peer_port);

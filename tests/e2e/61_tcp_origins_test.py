@@ -301,3 +301,40 @@ def test_tls_origin_failure_closes_the_device(moatd, pki, case):
         time.sleep(0.2)
         assert not origin.conns, "the unverified origin completed a TLS handshake"
         assert origin.tls_errors, "the origin saw no TLS attempt at all"
+
+
+def test_optional_mtls_without_certificate(moatd, pki):
+    """mtls = optional: a device without a certificate gets its stream; the header says TLS
+    without a certificate (no CERT bits, verify not 0) and carries no certificate facts."""
+    with TcpOrigin(pp2=True) as origin:
+        m = start_tcp(moatd, origin.url,
+                      tenant_keys={"proxy_protocol": "v2", "mtls": "optional"})
+        with device(m, None) as d:
+            c = origin.accept()
+            h = c.read_header()
+            exchange(d, c)
+        assert h.ssl is not None, h
+        assert h.ssl.client & pp2.CLIENT_SSL, h.ssl
+        assert not h.ssl.client & (pp2.CLIENT_CERT_CONN | pp2.CLIENT_CERT_SESS), h.ssl
+        assert h.ssl.verify != 0, h.ssl
+        for t in (pp2.TYPE_MOAT_CERT_SHA256, pp2.TYPE_MOAT_CERT_SERIAL):
+            assert h.tlv(t) is None, f"TLV 0x{t:02x} without a certificate: {h}"
+        assert not h.ssl.subs.get(pp2.SUBTYPE_SSL_CN), h.ssl
+        assert h.text(pp2.TYPE_MOAT_TENANT) == "alpha", h
+        e = entry_for(m, d)
+        assert not e["device"] and e["end"] == "closed", e
+
+
+def test_no_alpn_is_selected(moatd, pki, tcp_echo):
+    """A TCP listener selects no ALPN protocol, whatever the device offers."""
+    m = start_tcp(moatd, tcp_echo.url)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(pki.server_ca.cert))
+    ctx.load_cert_chain(str(pki.dev1.cert), str(pki.dev1.key))
+    ctx.set_alpn_protocols(["mqtt", "x-vendor", "http/1.1"])
+    with device(m, pki.dev1, ctx=ctx) as d:
+        assert d.obj.selected_alpn_protocol() is None, d.obj.selected_alpn_protocol()
+        d.sendall(b"alpn?")
+        assert d.recv_exact(5) == b"alpn?"
+        d.shutdown_write()
+        assert d.read_to_end() == b""

@@ -102,7 +102,6 @@ def test_slow_reader_backpressures_the_origin(moatd, pki):
             d.sendall(b"start")
             # read a little, so the stream is known to flow, then stop reading
             assert len(d.recv_exact(MB, timeout=10)) == MB
-            got = MB
             time.sleep(3)
             at3 = sent[0]
             time.sleep(1.5)

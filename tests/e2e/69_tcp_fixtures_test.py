@@ -102,7 +102,8 @@ def test_haproxy_reads_our_header(haproxy, tcp_echo):
     """HAProxy agrees with pp2.py about what a header says (and checks its CRC32C)."""
     mark = haproxy.mark()
     raw = pp2.encode(("127.0.0.1", 40123), ("127.0.0.1", 8884),
-                     [(pp2.TYPE_AUTHORITY, b"alpha.test"), (pp2.TYPE_UNIQUE_ID, b"c0ffee0123456789")],
+                     [(pp2.TYPE_AUTHORITY, b"alpha.test"),
+                      (pp2.TYPE_UNIQUE_ID, b"c0ffee0123456789")],
                      ssl=(3, 0, [(pp2.SUBTYPE_SSL_CN, b"dev-1")]), crc=True)
     with socket.create_connection(("127.0.0.1", haproxy.port), timeout=5) as s:
         s.sendall(raw + b"ping")
