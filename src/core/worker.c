@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/alloc.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -157,9 +158,17 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 			w->stats.refused_acl++;
 			if (now - w->last_acl_log >= 1000) {
 				w->last_acl_log = now;
-				moat_log_warn("listener %s: connection from a source outside its "
-				              "allow/deny lists refused",
-				              ls->listener->cfg->name);
+				{
+					char ip[MOAT_ADDR_IP_LEN];
+					unsigned port = moat_addr_format(&addr, ip);
+
+					moat_log_warn(
+					        "listener %s: connection from %s:%u refused: "
+					        "source "
+					        "outside the allow/deny lists (further refusals "
+					        "this second are not logged)",
+					        ls->listener->cfg->name, ip, port);
+				}
 			}
 			close(fd);
 			continue;

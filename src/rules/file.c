@@ -500,6 +500,8 @@ static void key_line(struct loader *L, const char *s, size_t n, size_t off, unsi
 	unsigned k;
 
 	L->cont = -1;
+	if (!L->r.open && L->skip)
+		return;
 	while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_' || s[i] == '-' ||
 	                 (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
 		i++;
@@ -522,8 +524,7 @@ static void key_line(struct loader *L, const char *s, size_t n, size_t off, unsi
 		return;
 	}
 	if (!L->r.open) {
-		if (!L->skip)
-			error_at(L, off, "'%s' outside a [rule ID] section", key_names[k]);
+		error_at(L, off, "'%s' outside a [rule ID] section", key_names[k]);
 		return;
 	}
 	if (L->r.key_line[k] != 0) {

@@ -72,6 +72,10 @@ static int set_common_options(SSL_CTX *ctx)
 {
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
 		return -1;
+	/* Many device TLS stacks end a connection with a bare FIN, no close_notify: take it as
+	 * the end of the stream. HTTP framing still tells a cut-short request, and a TCP stream
+	 * has no other end marker anyway. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 	                                 SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
