@@ -32,6 +32,7 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,10 +199,16 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
-static void die(const char *fmt, const char *arg)
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "loadgen: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputc('\n', stderr);
 	exit(2);
 }
@@ -754,7 +761,8 @@ static void conn_error(struct conn *c, const char *what, const char *why)
 	if (g.o.mode == MODE_LATENCY && (st == CS_WRITING || st == CS_READING) && c->counted)
 		g.lost++;
 	conn_close(c, 0);
-	g.reconnects++;
+	if (g.o.mode != MODE_IDLE)
+		g.reconnects++;
 	conn_again(c);
 }
 
@@ -762,7 +770,8 @@ static const char *tls_reason(struct conn *c, int e, int saved_errno)
 {
 	static char buf[320];
 	unsigned long err = ERR_get_error();
-	long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+	/* the verification result only means something when the server is being verified */
+	long v = c->ssl && g.o.ca ? SSL_get_verify_result(c->ssl) : X509_V_OK;
 	size_t n;
 
 	if (err)

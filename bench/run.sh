@@ -18,10 +18,11 @@
 #   ORIGIN_CPU [the load core]                  NO_PIN [0]       1: do not pin anything
 set -uo pipefail # no -e: one proxy failing must not end the run
 
+MOATD=${1:-}
+[ -n "$MOATD" ] && case $MOATD in /*) ;; *) MOATD=$PWD/$MOATD ;; esac
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
-MOATD=${1:-build/release/moatd}
-case $MOATD in /*) ;; *) MOATD=$ROOT/$MOATD ;; esac
+MOATD=${MOATD:-$ROOT/build/release/moatd}
 
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
@@ -71,7 +72,10 @@ stop_server() { # NAME
 	all=$(descendants "$pid")
 	kill -TERM "$pid" 2>/dev/null
 	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	for p in $all; do kill -KILL "$p" 2>/dev/null; done
+	# still there after 5 s: kill it and the children it had (nginx workers)
+	if kill -0 "$pid" 2>/dev/null; then
+		for p in $all; do kill -KILL "$p" 2>/dev/null; done
+	fi
 	wait "$pid" 2>/dev/null
 	unset "PID[$name]"
 }

@@ -54,6 +54,10 @@ void moat_buf_consume(struct moat_buf *b, size_t n);
 /* Frees storage if the buffer is empty; returns 1 if released. */
 int moat_buf_release_if_empty(struct moat_buf *b);
 
+/* Releases storage (to the calling thread's cache of recently freed buffers). */
 void moat_buf_free(struct moat_buf *b);
+
+/* Frees the calling thread's cache of buffer storage (a worker about to exit). */
+void moat_buf_cache_flush(void);
 
 #endif

@@ -316,6 +316,7 @@ static void *worker_main(void *arg)
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	moat_rules_thread_release();
+	moat_buf_cache_flush();
 	moat_free(w->rules_scratch);
 	moat_free(w->body_scratch);
 	moat_gen_release(w->gen);

@@ -189,10 +189,13 @@ void moat_rules_builder_free(struct moat_rules_builder *b)
 	if (b == NULL)
 		return;
 	if (b->rs != NULL) {
-		/* the builder still owns the arrays: hand them to the ruleset to free them */
-		b->rs->regexes = (pcre2_code **)b->regexes.p;
-		b->rs->nregexes = b->regexes.n;
-		b->regexes.p = NULL;
+		/* compiled patterns the builder still owns go with the ruleset (once moved into it
+		 * by finish, the builder's array is NULL and the ruleset has them already) */
+		if (b->regexes.p != NULL) {
+			b->rs->regexes = (pcre2_code **)b->regexes.p;
+			b->rs->nregexes = b->regexes.n;
+			b->regexes.p = NULL;
+		}
 		ruleset_free(b->rs);
 	}
 	moat_free(b->nodes.p);
@@ -405,7 +408,7 @@ static uint32_t add_set(struct moat_rules_builder *b, enum moat_rules_set_kind k
 {
 	struct moat_rules_set *set = vec_push(b, &b->sets, sizeof(*set));
 	struct moat_rules_arena *a = &b->rs->arena;
-	uint32_t i, k;
+	uint32_t i, k = 0;
 
 	if (set == NULL)
 		return MOAT_RULES_NONE;

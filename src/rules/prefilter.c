@@ -70,20 +70,21 @@ struct exprs {
 	unsigned m, cap;
 };
 
-static int push_expr(struct exprs *x, char *e, unsigned flags, unsigned id)
+static int push_expr(struct exprs *x, char *e, unsigned flags, unsigned id, int check)
 {
 	hs_expr_info_t *info = NULL;
 	hs_compile_error_t *err = NULL;
 
 	if (e == NULL)
 		return -1;
-	/* a cheap check of each expression, so that the multi-pattern compile rarely fails */
-	if (hs_expression_info(e, flags, &info, &err) != HS_SUCCESS) {
+	/* a check of each regular expression alone, so that the multi-pattern compile rarely
+	 * fails; escaped literals always compile, and checking them would double the time */
+	if (check && hs_expression_info(e, flags, &info, &err) != HS_SUCCESS) {
 		hs_free_compile_error(err);
 		moat_free(e);
 		return -1;
 	}
-	free(info); /* allocated by Hyperscan's default allocator */
+	free(info); /* allocated by Hyperscan's default allocator (NULL without the check) */
 	if (x->m == x->cap) {
 		moat_free(e);
 		return -1;
@@ -129,7 +130,7 @@ static void add_pattern_exprs(struct exprs *x, const struct moat_rules_pattern *
 		               escape_literal(p->p, p->len,
 		                              p->kind == MOAT_PAT_PREFIX || p->kind == MOAT_PAT_EXACT,
 		                              p->kind == MOAT_PAT_SUFFIX || p->kind == MOAT_PAT_EXACT),
-		               fl, id);
+		               fl, id, 0);
 		break;
 	case MOAT_PAT_SET:
 		/* one expression per element, all reporting the same id */
@@ -138,13 +139,13 @@ static void add_pattern_exprs(struct exprs *x, const struct moat_rules_pattern *
 				ok = -1;
 			else
 				ok = push_expr(x, escape_literal(p->set[k].p, p->set[k].len, 1, 1), fl,
-				               id);
+				               id, 0);
 		}
 		break;
 	case MOAT_PAT_REGEX:
 		if (memchr(p->p, '\0', p->len) != NULL)
 			return;
-		ok = push_expr(x, moat_strndup(p->p, p->len), fl, id);
+		ok = push_expr(x, moat_strndup(p->p, p->len), fl, id, 1);
 		break;
 	}
 	if (ok != 0) {

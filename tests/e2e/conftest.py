@@ -150,6 +150,19 @@ def haproxy(tmp_path_factory, tcp_echo):
     proxy.stop()
 
 
+@pytest.fixture(scope="session")
+def cams(pki):
+    """Devices for the virtual-patch tests (alpha's CA, device id = CN): dev1 is pki.dev1
+    (CN dev-1); dev2 (CN dev-2) and dev3 (CN dev-3) are issued for them."""
+    class Cams:
+        pass
+    c = Cams()
+    c.dev1 = pki.dev1
+    c.dev2 = pki.issue_device("rules-dev-2", cn="dev-2")
+    c.dev3 = pki.issue_device("rules-dev-3", cn="dev-3")
+    return c
+
+
 # ---------------------------------------------------------------------------------------------
 # per test
 

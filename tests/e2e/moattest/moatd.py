@@ -54,6 +54,8 @@ class Moatd:
         self.error_log = self.dir / "error.log"
         self.access_log = self.dir / "access.log"
         self.pid_file = self.dir / "moatd.pid"
+        # written only when a test sets [moat] security_log to it (see moattest.rules)
+        self.security_log = self.dir / "security.log"
         self.stdout_path = self.dir / "stdout.log"
         self.stderr_path = self.dir / "stderr.log"
         self.proc = None
@@ -336,6 +338,42 @@ class Moatd:
                                  f"have: {self.tcp_entries()[-10:]}\n"
                                  f"{self.diagnostics()}") from None
 
+    def security_entries(self):
+        """The security log (one JSON object per rule hit), complete lines only."""
+        text = self._read(self.security_log)
+        end = text.rfind("\n")
+        return [json.loads(l) for l in text[:end].splitlines() if l.strip()] if end >= 0 else []
+
+    def wait_security(self, n=1, timeout=5, where=None):
+        """Waits for n security log lines (those for which where(e) holds, if given)."""
+        def got():
+            e = [x for x in self.security_entries() if where is None or where(x)]
+            return len(e) >= n and e
+        try:
+            return wait_until(got, timeout, what=f"{n} security log line(s)")
+        except TimeoutError:
+            raise AssertionError(f"expected {n} security log line(s) within {timeout}s, have: "
+                                 f"{self.security_entries()[-10:]}\n"
+                                 f"{self.diagnostics()}") from None
+
+    def rules_stats(self, timeout=5):
+        """SIGUSR2, then the rules-stats.json it writes in data_dir (parsed)."""
+        path = self.dir / "data" / "rules-stats.json"
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        start = len(self.log_lines())
+        self.send_signal(signal.SIGUSR2)
+        try:
+            wait_until(path.exists, timeout, what=f"{path} after SIGUSR2")
+        except TimeoutError:
+            raise AssertionError(f"no {path} within {timeout}s of SIGUSR2\n"
+                                 f"{self.diagnostics()}") from None
+        errors = [l for l in self.log_lines()[start:] if "[error]" in l]
+        assert not errors, f"SIGUSR2 logged errors: {errors}"
+        return json.loads(path.read_text())
+
     def reload(self, expect_ok=True, timeout=10, settle=0.3):
         """SIGHUP, then waits for moatd to log the outcome. Returns the new log lines.
 
@@ -363,10 +401,13 @@ class Moatd:
     def diagnostics(self):
         def tail(path, n=40):
             return "\n".join(self._read(path).splitlines()[-n:])
-        return (f"--- moatd config {self.conf}:\n{self._read(self.conf)}\n"
-                f"--- error log (tail):\n{tail(self.error_log)}\n"
-                f"--- stderr (tail):\n{tail(self.stderr_path)}\n"
-                f"--- stdout (tail):\n{tail(self.stdout_path)}")
+        out = (f"--- moatd config {self.conf}:\n{self._read(self.conf)}\n"
+               f"--- error log (tail):\n{tail(self.error_log)}\n"
+               f"--- stderr (tail):\n{tail(self.stderr_path)}\n"
+               f"--- stdout (tail):\n{tail(self.stdout_path)}")
+        if self.security_log.exists():
+            out += f"\n--- security log (tail):\n{tail(self.security_log, 20)}"
+        return out
 
     # -- addressing -----------------------------------------------------------------------
 
