@@ -96,8 +96,10 @@ static void check_ruleset(const struct moat_ruleset *rs, const struct moat_rules
 
 		CHECK(r->id[0] != '\0' && strlen(r->id) <= 64);
 		for (k = 0; r->id[k]; k++)
-			CHECK(strchr("_.:-", r->id[k]) != NULL || (r->id[k] >= '0' && r->id[k] <= '9') ||
-			      (r->id[k] >= 'a' && r->id[k] <= 'z') || (r->id[k] >= 'A' && r->id[k] <= 'Z'));
+			CHECK(strchr("_.:-", r->id[k]) != NULL ||
+			      (r->id[k] >= '0' && r->id[k] <= '9') ||
+			      (r->id[k] >= 'a' && r->id[k] <= 'z') ||
+			      (r->id[k] >= 'A' && r->id[k] <= 'Z'));
 		CHECK(r->name != NULL && r->name[0] != '\0');
 		CHECK(r->expr != NULL);
 		CHECK(r->action <= MOAT_RULE_CLOSE && r->mode <= MOAT_RULE_DRY_RUN);

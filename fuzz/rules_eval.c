@@ -86,8 +86,8 @@ static void init(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const tags[] = {"lab", "beta"};
-	static const char *const firmwares[] = {"2.0.9", "2.1.0", "v1.0.0", "2.1.0-rc.1", "bad",
-	                                        NULL, "1.0.1+b", "2.0.0-beta"};
+	static const char *const firmwares[] = {"2.0.9", "2.1.0", "v1.0.0",  "2.1.0-rc.1",
+	                                        "bad",   NULL,    "1.0.1+b", "2.0.0-beta"};
 	struct moat_device_info dev = {"CAM-1", NULL, tags, 2};
 	struct moat_rules_scratch sc = {mem, sizeof(mem)};
 	struct moat_rules_input in;

@@ -205,8 +205,9 @@ static int find_func(struct checker *ck, struct moat_rules_ast *n)
 	if (i == MOAT_FN_NUM) {
 		s = suggest_func(n->name, n->namelen);
 		if (s != NULL)
-			moat_rules_diag(ck->d, n->pos, "unknown function %.*s() (did you mean %s()?)",
-			                len, n->name, s);
+			moat_rules_diag(ck->d, n->pos,
+			                "unknown function %.*s() (did you mean %s()?)", len,
+			                n->name, s);
 		else
 			moat_rules_diag(ck->d, n->pos, "unknown function %.*s()", len, n->name);
 		return -1;
@@ -315,8 +316,7 @@ static int case_check(struct checker *ck, const struct moat_rules_ast *lhs,
 {
 	if (!impossible_case(lhs, lit))
 		return 0;
-	moat_rules_diag(ck->d, lit->pos,
-	                "%s() never produces this literal: write it in %s case",
+	moat_rules_diag(ck->d, lit->pos, "%s() never produces this literal: write it in %s case",
 	                lhs->func == MOAT_FN_LOWER ? "lower" : "upper",
 	                lhs->func == MOAT_FN_LOWER ? "lower" : "upper");
 	return -1;
@@ -327,9 +327,10 @@ static int version_literal(struct checker *ck, const struct moat_rules_ast *lit)
 	struct moat_rules_version v;
 
 	if (lit->kind != MOAT_AST_STR) {
-		moat_rules_diag(ck->d, lit->pos,
-		                "a version compares with a version string such as \"1.2.3\", not %s",
-		                literal_kind(lit));
+		moat_rules_diag(
+		        ck->d, lit->pos,
+		        "a version compares with a version string such as \"1.2.3\", not %s",
+		        literal_kind(lit));
 		return -1;
 	}
 	if (moat_rules_version_parse(lit->str, lit->len, &v) != MOAT_OK) {
@@ -447,10 +448,11 @@ static void check_cmp(struct checker *ck, struct moat_rules_ast *n)
 		if (find_func(ck, lhs) != 0)
 			return;
 		if (is_predicate(lhs->func)) {
-			moat_rules_diag(ck->d, n->pos,
-			                "'%s' compares a value, and %s() is a condition (use it alone, "
-			                "or with not)",
-			                moat_rules_op_name(n->op), funcs[lhs->func].name);
+			moat_rules_diag(
+			        ck->d, n->pos,
+			        "'%s' compares a value, and %s() is a condition (use it alone, "
+			        "or with not)",
+			        moat_rules_op_name(n->op), funcs[lhs->func].name);
 			return;
 		}
 	} else if (lhs->kind != MOAT_AST_FIELD) {
@@ -527,10 +529,11 @@ static void check_cond(struct checker *ck, struct moat_rules_ast *n)
 	if (n->type == MOAT_RT_ERR || n->type == MOAT_RT_BOOL)
 		return;
 	describe(n, what, sizeof(what));
-	moat_rules_diag(ck->d, n->pos,
-	                "%s is %s %s, not a condition: compare it with ==, contains, matches, in...",
-	                what, n->type == MOAT_RT_INT || n->type == MOAT_RT_IP ? "an" : "a",
-	                moat_rules_type_name((enum moat_rules_type)n->type, n->list));
+	moat_rules_diag(
+	        ck->d, n->pos,
+	        "%s is %s %s, not a condition: compare it with ==, contains, matches, in...", what,
+	        n->type == MOAT_RT_INT || n->type == MOAT_RT_IP ? "an" : "a",
+	        moat_rules_type_name((enum moat_rules_type)n->type, n->list));
 	n->type = MOAT_RT_ERR;
 }
 
@@ -580,7 +583,8 @@ static int find_root(struct checker *ck, const struct moat_rules_ast *n,
 		v = n->kids[0];
 		break;
 	case MOAT_AST_CALL:
-		v = n->func == MOAT_FN_STARTS_WITH || n->func == MOAT_FN_ENDS_WITH ? n->kids[0] : NULL;
+		v = n->func == MOAT_FN_STARTS_WITH || n->func == MOAT_FN_ENDS_WITH ? n->kids[0]
+		                                                                   : NULL;
 		break;
 	default:
 		break;
@@ -594,9 +598,10 @@ static int find_root(struct checker *ck, const struct moat_rules_ast *n,
 	if (same_list(*root, v->root))
 		return 0;
 	describe(*root, what, sizeof(what));
-	moat_rules_diag(ck->d, v->pos,
-	                "any() and all() iterate over one list; this one differs from the first (%s)",
-	                what);
+	moat_rules_diag(
+	        ck->d, v->pos,
+	        "any() and all() iterate over one list; this one differs from the first (%s)",
+	        what);
 	return -1;
 }
 
@@ -612,9 +617,10 @@ static void check_pred_call(struct checker *ck, struct moat_rules_ast *n)
 		if (string_arg(ck, n, arg) != 0)
 			return;
 		if (lit->kind != MOAT_AST_STR) {
-			moat_rules_diag(ck->d, lit->pos,
-			                "the second argument of %s() must be a string literal, not %s",
-			                funcs[n->func].name, literal_kind(lit));
+			moat_rules_diag(
+			        ck->d, lit->pos,
+			        "the second argument of %s() must be a string literal, not %s",
+			        funcs[n->func].name, literal_kind(lit));
 			return;
 		}
 		case_check(ck, arg, lit);

@@ -280,6 +280,8 @@ static uint32_t lower_value(struct moat_rules_builder *b, const struct moat_rule
 			}
 			want.key = key;
 			want.keylen = n->key->len;
+			if (n->field == MOAT_F_HEADERS)
+				want.keybloom = moat_rules_name_bloom(key, n->key->len, 0);
 		}
 		return slot_add(b, &want);
 	}
@@ -452,7 +454,8 @@ static uint32_t add_set(struct moat_rules_builder *b, enum moat_rules_set_kind k
 		}
 		qsort(set->v.ver, n, sizeof(*set->v.ver), cmp_vers);
 		for (i = k = 0; i < n; i++) {
-			if (k == 0 || moat_rules_version_compare(&set->v.ver[k - 1], &set->v.ver[i]))
+			if (k == 0 ||
+			    moat_rules_version_compare(&set->v.ver[k - 1], &set->v.ver[i]))
 				set->v.ver[k++] = set->v.ver[i];
 		}
 		break;
@@ -790,8 +793,7 @@ out:
 	return r;
 }
 
-int moat_rules_builder_rule(struct moat_rules_builder *b, const struct moat_rule *r,
-                            uint32_t root)
+int moat_rules_builder_rule(struct moat_rules_builder *b, const struct moat_rule *r, uint32_t root)
 {
 	struct moat_rules_arena *a = &b->rs->arena;
 	struct moat_rule *dst = vec_push(b, &b->rules, sizeof(*dst));
@@ -802,16 +804,15 @@ int moat_rules_builder_rule(struct moat_rules_builder *b, const struct moat_rule
 	memcpy(dst->id, r->id, sizeof(dst->id));
 	dst->id[sizeof(dst->id) - 1] = '\0';
 	dst->name = r->name ? moat_rules_arena_dup(a, r->name, strlen(r->name)) : NULL;
-	dst->description =
-	        r->description ? moat_rules_arena_dup(a, r->description, strlen(r->description))
-	                       : NULL;
+	dst->description = r->description
+	                           ? moat_rules_arena_dup(a, r->description, strlen(r->description))
+	                           : NULL;
 	dst->reference =
 	        r->reference ? moat_rules_arena_dup(a, r->reference, strlen(r->reference)) : NULL;
 	dst->expr = r->expr ? moat_rules_arena_dup(a, r->expr, strlen(r->expr)) : NULL;
 	dst->body = r->body ? moat_rules_arena_dup(a, r->body, strlen(r->body)) : NULL;
 	if ((r->name && !dst->name) || (r->description && !dst->description) ||
-	    (r->reference && !dst->reference) || (r->expr && !dst->expr) ||
-	    (r->body && !dst->body))
+	    (r->reference && !dst->reference) || (r->expr && !dst->expr) || (r->body && !dst->body))
 		return MOAT_ENOMEM;
 	dst->action = r->action;
 	dst->mode = r->mode;
@@ -1071,8 +1072,9 @@ int moat_rules_builder_finish(struct moat_rules_builder *b, struct moat_ruleset 
 	/* scratch: done bits | value table | candidate bitmap | value arena */
 	words = (rs->nslots + 63) / 64;
 	rs->scratch_vals = (words * 8 + 15) & ~(size_t)15;
-	rs->scratch_cand = rs->scratch_vals +
-	                   (((size_t)rs->nslots * sizeof(struct moat_rules_val) + 15) & ~(size_t)15);
+	rs->scratch_cand =
+	        rs->scratch_vals +
+	        (((size_t)rs->nslots * sizeof(struct moat_rules_val) + 15) & ~(size_t)15);
 	rs->scratch_fixed = rs->scratch_cand + (((size_t)rs->rule_words * 8 + 15) & ~(size_t)15);
 	b->rs = NULL;
 	moat_rules_builder_free(b);
@@ -1114,8 +1116,8 @@ void moat_ruleset_stats(const struct moat_ruleset *rs, struct moat_rules_stats *
 		return;
 	st->scratch_overflows = atomic_load_explicit(
 	        &((struct moat_ruleset *)rs)->scratch_overflows, memory_order_relaxed);
-	st->regex_limit_hits = atomic_load_explicit(
-	        &((struct moat_ruleset *)rs)->regex_limit_hits, memory_order_relaxed);
+	st->regex_limit_hits = atomic_load_explicit(&((struct moat_ruleset *)rs)->regex_limit_hits,
+	                                            memory_order_relaxed);
 	st->prefilter_unavailable = atomic_load_explicit(
 	        &((struct moat_ruleset *)rs)->prefilter_unavailable, memory_order_relaxed);
 	st->prefilter_databases = rs->ndbs;

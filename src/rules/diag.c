@@ -23,8 +23,8 @@ void moat_rules_diag(struct moat_rules_diag *d, size_t pos, const char *fmt, ...
 const char *moat_rules_type_name(enum moat_rules_type t, int list)
 {
 	static const char *const one[] = {"error", "bool", "int", "string", "ip", "version"};
-	static const char *const many[] = {"error",       "list of bool",   "list of int",
-	                                   "list of string", "list of ip", "list of version"};
+	static const char *const many[] = {"error",          "list of bool", "list of int",
+	                                   "list of string", "list of ip",   "list of version"};
 
 	if ((unsigned)t >= MOAT_ARRAY_LEN(one))
 		return "?";
@@ -33,7 +33,8 @@ const char *moat_rules_type_name(enum moat_rules_type t, int list)
 
 const char *moat_rules_op_name(enum moat_rules_op op)
 {
-	static const char *const names[] = {"==", "!=", "<", "<=", ">", ">=", "contains", "matches", "in"};
+	static const char *const names[] = {"==", "!=",       "<",       "<=", ">",
+	                                    ">=", "contains", "matches", "in"};
 
 	if ((unsigned)op >= MOAT_ARRAY_LEN(names))
 		return "?";

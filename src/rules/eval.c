@@ -161,7 +161,8 @@ static int test(struct moat_rules_ctx *c, const struct moat_rules_node *nd,
 		return s->len >= lit->len && memcmp(s->p, lit->p, lit->len) == 0;
 	case MOAT_N_ENDS:
 		lit = &rs->strs[nd->a];
-		return s->len >= lit->len && memcmp(s->p + s->len - lit->len, lit->p, lit->len) == 0;
+		return s->len >= lit->len &&
+		       memcmp(s->p + s->len - lit->len, lit->p, lit->len) == 0;
 	default:
 		return 0;
 	}
@@ -213,8 +214,8 @@ static int prefiltered(struct moat_rules_ctx *c, const struct moat_rules_node *n
 	uint32_t i;
 
 	if (iter) {
-		const uint64_t *row = ps->list ? pv->bits + (1 + (size_t)c->iter_elem) * words
-		                               : pv->bits;
+		const uint64_t *row =
+		        ps->list ? pv->bits + (1 + (size_t)c->iter_elem) * words : pv->bits;
 
 		if (!(row[w] & mask))
 			return 0;
@@ -351,8 +352,9 @@ static int setup(struct moat_rules_ctx *c, const struct moat_ruleset *rs,
 	if (rs->ndbs > 0 && !(flags & MOAT_RULES_EVAL_NO_PREFILTER)) {
 		c->hs = moat_rules_thread_hs();
 		if (c->hs == NULL)
-			atomic_fetch_add_explicit(&((struct moat_ruleset *)rs)->prefilter_unavailable,
-			                          1, memory_order_relaxed);
+			atomic_fetch_add_explicit(
+			        &((struct moat_ruleset *)rs)->prefilter_unavailable, 1,
+			        memory_order_relaxed);
 	}
 	if (rs->nregexes > 0)
 		c->md = moat_rules_thread_md();
@@ -364,7 +366,8 @@ static void account(struct moat_rules_ctx *c)
 	struct moat_ruleset *rs = (struct moat_ruleset *)c->rs;
 
 	if (c->overflows)
-		atomic_fetch_add_explicit(&rs->scratch_overflows, c->overflows, memory_order_relaxed);
+		atomic_fetch_add_explicit(&rs->scratch_overflows, c->overflows,
+		                          memory_order_relaxed);
 	if (c->limited)
 		atomic_fetch_add_explicit(&rs->regex_limit_hits, c->limited, memory_order_relaxed);
 }
@@ -409,7 +412,8 @@ static void candidates(struct moat_rules_ctx *c, uint64_t *cand)
 				from = off[bit];
 				to = off[bit + 1];
 				for (i = from; i < to; i++)
-					cand[rs->guard_rules[i] / 64] |= 1ull << (rs->guard_rules[i] % 64);
+					cand[rs->guard_rules[i] / 64] |=
+					        1ull << (rs->guard_rules[i] % 64);
 			}
 		}
 	}
@@ -447,7 +451,8 @@ void moat_rules_eval_flags(const struct moat_ruleset *rs, const struct moat_rule
 			if (!eval_node(&c, x->root))
 				continue;
 			if (x->mode == MOAT_RULE_DRY_RUN) {
-				atomic_fetch_add_explicit(&r->hits_dry_run, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&r->hits_dry_run, 1,
+				                          memory_order_relaxed);
 				if (hit != NULL)
 					hit(arg, r);
 				continue;

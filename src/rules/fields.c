@@ -213,8 +213,8 @@ static int args_table(struct moat_rules_ctx *c)
 			val->p = buf;
 			val->len = 0;
 			if (eq != NULL) {
-				val->len = moat_rules_url_decode(eq + 1, (size_t)(part_end - eq - 1),
-				                                 buf, 1);
+				val->len = moat_rules_url_decode(
+				        eq + 1, (size_t)(part_end - eq - 1), buf, 1);
 				buf += val->len;
 			}
 			c->nargs++;
@@ -255,6 +255,31 @@ static int args(struct moat_rules_ctx *c, const struct moat_rules_slot *sd,
 	return 0;
 }
 
+uint64_t moat_rules_name_bloom(const char *name, size_t len, int lower)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (lower ? lower_c((unsigned char)name[i]) : (unsigned char)name[i])) *
+		    1099511628211ull;
+	return (1ull << (h & 63)) | (1ull << ((h >> 6) & 63));
+}
+
+static uint64_t header_bloom(struct moat_rules_ctx *c)
+{
+	const struct moat_http_request *req = c->in->req;
+	uint64_t b = 1; /* bit 0 set: computed, even with no headers */
+	unsigned i;
+
+	if (c->hdr_bloom != 0)
+		return c->hdr_bloom;
+	for (i = 0; i < req->nheaders; i++)
+		b |= moat_rules_name_bloom(req->headers[i].name.p, req->headers[i].name.len, 1);
+	c->hdr_bloom = b;
+	return b;
+}
+
 /* The key is lowered at compile time; header names are tokens, so ASCII folding is exact. */
 static int name_is(struct moat_slice name, const char *key, size_t keylen)
 {
@@ -278,8 +303,15 @@ static int headers(struct moat_rules_ctx *c, const struct moat_rules_slot *sd,
 
 	if (req == NULL)
 		return -1;
+	if (sd->field == MOAT_F_HEADERS && (header_bloom(c) & sd->keybloom) != sd->keybloom) {
+		/* certainly absent: an empty list */
+		v->s = NULL;
+		v->n = 0;
+		return 0;
+	}
 	for (i = 0; i < req->nheaders; i++)
-		n += sd->field != MOAT_F_HEADERS || name_is(req->headers[i].name, sd->key, sd->keylen);
+		n += sd->field != MOAT_F_HEADERS ||
+		     name_is(req->headers[i].name, sd->key, sd->keylen);
 	s = moat_rules_ctx_alloc(c, (n ? n : 1) * sizeof(*s));
 	if (s == NULL)
 		return -1;
@@ -350,7 +382,8 @@ static int http_field(struct moat_rules_ctx *c, const struct moat_rules_slot *sd
 		            c->in->body_len < c->rs->lim.body_limit ? c->in->body_len
 		                                                    : c->rs->lim.body_limit);
 	case MOAT_F_BODY_SIZE:
-		return int1(v, c->in->body_size > INT64_MAX ? INT64_MAX : (int64_t)c->in->body_size);
+		return int1(v,
+		            c->in->body_size > INT64_MAX ? INT64_MAX : (int64_t)c->in->body_size);
 	case MOAT_F_ARGS:
 	case MOAT_F_ARGS_NAMES:
 	case MOAT_F_ARGS_VALUES:

@@ -35,9 +35,8 @@ enum key {
 	K_COUNT
 };
 
-static const char *const key_names[K_COUNT] = {"name",   "reference", "description",
-                                               "action", "mode",      "status",
-                                               "enabled", "expr",     "body"};
+static const char *const key_names[K_COUNT] = {
+        "name", "reference", "description", "action", "mode", "status", "enabled", "expr", "body"};
 
 /* Which keys may continue on indented lines (the others are one word). */
 static const unsigned char key_multiline[K_COUNT] = {1, 0, 1, 0, 0, 0, 0, 1, 1};
@@ -50,7 +49,7 @@ struct buf {
 struct pending {
 	int open;
 	char id[ID_MAX_LEN + 1];
-	size_t header_off;  /* the '[' */
+	size_t header_off; /* the '[' */
 	unsigned line;
 	unsigned key_line[K_COUNT]; /* 0: not given */
 	size_t key_off[K_COUNT];
@@ -75,13 +74,13 @@ struct loader {
 	struct moat_rules_builder *b;
 	struct moat_rules_limits lim;
 	struct pending r;
-	int cont;      /* key whose value an indented line continues, or -1 */
+	int cont; /* key whose value an indented line continues, or -1 */
 	size_t expr_base; /* file offset of the expression being compiled */
 	/* rule ids seen so far, for duplicates: open addressing on a power-of-two table */
 	struct seen {
 		const char *id; /* into a copy in `ids` */
 		unsigned line;
-	} *seen;
+	} * seen;
 	size_t seen_cap, nrules;
 	struct moat_rules_arena ids;
 	int stop;
@@ -210,7 +209,8 @@ static unsigned seen_add(struct loader *L, const char *id, unsigned line)
 
 			if (L->seen[i].id == NULL)
 				continue;
-			for (k = hash(L->seen[i].id) & (cap - 1); t[k].id != NULL; k = (k + 1) & (cap - 1))
+			for (k = hash(L->seen[i].id) & (cap - 1); t[k].id != NULL;
+			     k = (k + 1) & (cap - 1))
 				;
 			t[k] = L->seen[i];
 		}
@@ -289,8 +289,8 @@ static void finish_rule(struct loader *L)
 		error_at(L, r->key_off[K_BODY], "body applies only to action = block");
 	if (r->key_line[K_EXPR] != 0) {
 		L->expr_base = r->expr_off;
-		res = moat_rules_builder_expr(L->b, L->text + r->expr_off, r->expr_end - r->expr_off,
-		                              &d, &root);
+		res = moat_rules_builder_expr(L->b, L->text + r->expr_off,
+		                              r->expr_end - r->expr_off, &d, &root);
 		if (res == MOAT_ENOMEM)
 			L->nomem = 1;
 		if (res == MOAT_OK && L->errors == r->errors_before) {
@@ -330,7 +330,8 @@ static void section(struct loader *L, const char *s, size_t n, size_t off, unsig
 	L->skip = 1; /* until the header is known to be good */
 	while (i < n && is_blank(s[i]))
 		i++;
-	if (n - i < 4 || memcmp(s + i, "rule", 4) != 0 || (i + 4 < n && id_char((unsigned char)s[i + 4]))) {
+	if (n - i < 4 || memcmp(s + i, "rule", 4) != 0 ||
+	    (i + 4 < n && id_char((unsigned char)s[i + 4]))) {
 		error_at(L, off + i, "unknown section: a rule starts with [rule ID]");
 		L->cont = -1;
 		return;
@@ -384,8 +385,8 @@ static void section(struct loader *L, const char *s, size_t n, size_t off, unsig
 		unsigned prev = seen_add(L, L->r.id, line);
 
 		if (prev != 0)
-			error_at(L, off + id_start, "duplicate rule id %s (first defined on line %u)",
-			         L->r.id, prev);
+			error_at(L, off + id_start,
+			         "duplicate rule id %s (first defined on line %u)", L->r.id, prev);
 	}
 }
 
@@ -400,7 +401,8 @@ static int word(struct loader *L, const char *v, size_t n, size_t off, size_t *w
 	for (k = i; k < n && is_blank(v[k]); k++)
 		;
 	if (k < n && v[k] != ';' && v[k] != '#') {
-		error_at(L, off + k, "unexpected text after the value (comments start with ; or #)");
+		error_at(L, off + k,
+		         "unexpected text after the value (comments start with ; or #)");
 		return -1;
 	}
 	if (i == 0) {
@@ -711,8 +713,8 @@ int moat_rules_load_file(const char *path, enum moat_rules_scope scope,
 			char *p;
 
 			if (cap >= FILE_MAX) {
-				struct moat_rules_error e = {path, 1, 1, NULL, "rules file larger than 64 MiB",
-				                             ""};
+				struct moat_rules_error e = {
+				        path, 1, 1, NULL, "rules file larger than 64 MiB", ""};
 
 				fclose(f);
 				moat_free(text);
@@ -776,8 +778,8 @@ int moat_rules_check_expr(const char *expr, enum moat_rules_scope scope,
 {
 	struct moat_rules_limits l;
 	struct moat_rules_builder *b;
-	struct check_ctx c = {expr != NULL ? expr : "", expr != NULL ? strlen(expr) : 0, NULL, 0,
-	                      report, arg};
+	struct check_ctx c = {
+	        expr != NULL ? expr : "", expr != NULL ? strlen(expr) : 0, NULL, 0, report, arg};
 	struct moat_rules_diag d = {check_error, &c, 0};
 	struct loader L;
 	uint32_t root;

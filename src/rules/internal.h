@@ -62,7 +62,7 @@ const char *moat_rules_type_name(enum moat_rules_type t, int list);
 
 enum moat_rules_tok {
 	MOAT_TK_EOF = 0,
-	MOAT_TK_NAME,   /* field, function or keyword-looking word */
+	MOAT_TK_NAME, /* field, function or keyword-looking word */
 	MOAT_TK_STRING, /* "..." or r"..." / r#"..."# */
 	MOAT_TK_INT,
 	MOAT_TK_IP, /* address or CIDR */
@@ -92,12 +92,12 @@ enum moat_rules_tok {
 
 struct moat_rules_token {
 	enum moat_rules_tok kind;
-	size_t pos, end;   /* byte offsets of the token in the expression */
-	const char *str;   /* NAME: into the source; STRING: decoded bytes in the arena */
+	size_t pos, end; /* byte offsets of the token in the expression */
+	const char *str; /* NAME: into the source; STRING: decoded bytes in the arena */
 	size_t len;
-	int raw;           /* STRING: no escapes, so decoded offset + body == source offset */
-	size_t body;       /* STRING: offset of the first byte after the opening quote */
-	int64_t num;       /* INT */
+	int raw; /* STRING: no escapes, so decoded offset + body == source offset */
+	size_t body; /* STRING: offset of the first byte after the opening quote */
+	int64_t num; /* INT */
 	struct moat_cidr ip; /* IP: a single address has prefix 128 */
 };
 
@@ -124,9 +124,9 @@ enum moat_rules_ast_kind {
 	MOAT_AST_XOR,
 	MOAT_AST_AND,
 	MOAT_AST_NOT,
-	MOAT_AST_CMP,   /* kids[0] op kids[1] */
+	MOAT_AST_CMP, /* kids[0] op kids[1] */
 	MOAT_AST_FIELD, /* name, optional key */
-	MOAT_AST_CALL,  /* name(kids...) */
+	MOAT_AST_CALL, /* name(kids...) */
 	MOAT_AST_STR,
 	MOAT_AST_INT,
 	MOAT_AST_IP,
@@ -151,21 +151,21 @@ const char *moat_rules_op_name(enum moat_rules_op op);
 struct moat_rules_ast {
 	enum moat_rules_ast_kind kind;
 	enum moat_rules_op op; /* CMP */
-	size_t pos;            /* first byte, for errors; CMP: the operator */
+	size_t pos; /* first byte, for errors; CMP: the operator */
 	struct moat_rules_ast **kids;
 	unsigned nkids;
 	const char *name; /* FIELD, CALL: into the source */
 	size_t namelen;
 	struct moat_rules_ast *key; /* FIELD["key"]: a STR node, or NULL */
-	const char *str;            /* STR: decoded bytes */
+	const char *str; /* STR: decoded bytes */
 	size_t len;
-	int raw;     /* STR: see moat_rules_token.raw */
+	int raw; /* STR: see moat_rules_token.raw */
 	size_t body; /* STR: offset of the first byte of the string's body */
 	int64_t num; /* INT, BOOL */
 	struct moat_cidr ip;
 	/* set by the checker */
 	enum moat_rules_type type;
-	int list;             /* the value has one element per header / argument / tag */
+	int list; /* the value has one element per header / argument / tag */
 	unsigned field, func; /* resolved field or function */
 	const struct moat_rules_ast *root; /* the list field this (list) value maps, or NULL */
 	/* set by the compiler */
@@ -214,7 +214,7 @@ struct moat_rules_field {
 	enum moat_rules_field_id id;
 	enum moat_rules_type type;
 	unsigned list : 1; /* multi-valued */
-	unsigned map : 1;  /* needs ["key"] */
+	unsigned map : 1; /* needs ["key"] */
 	unsigned http : 1; /* only on HTTP listeners */
 	unsigned body : 1; /* makes the ruleset hold the body back */
 };
@@ -250,7 +250,7 @@ struct moat_rules_version {
 	uint64_t num[MOAT_RULES_VER_PARTS]; /* missing trailing parts are 0 */
 	unsigned nnum;
 	const char *pre; /* pre-release identifiers (after '-'), into the parsed text */
-	size_t prelen;   /* 0: a release */
+	size_t prelen; /* 0: a release */
 };
 
 /* Parses "1.2.3", "v2.10.0-rc.1+build.5". MOAT_EINVAL if malformed (docs/rules.md). */
@@ -278,17 +278,18 @@ enum moat_rules_slot_op {
 };
 
 struct moat_rules_slot {
-	uint8_t op;   /* moat_rules_slot_op */
+	uint8_t op; /* moat_rules_slot_op */
 	uint8_t type; /* moat_rules_type of each element */
 	uint8_t list;
 	uint8_t field; /* moat_rules_field_id, FIELD */
-	uint32_t arg;  /* the input slot of a function */
+	uint32_t arg; /* the input slot of a function */
 	uint32_t root; /* list slots: the FIELD slot whose elements this one maps 1:1 */
 	const char *key; /* FIELD of a map: lowered for headers */
 	size_t keylen;
-	int32_t db;      /* prefilter database index, or -1 */
-	uint32_t npat;   /* patterns in that database */
-	uint32_t words;  /* 64-bit words of one row of the match bitset */
+	uint64_t keybloom; /* headers: the key's two bits in the per-request name filter */
+	int32_t db; /* prefilter database index, or -1 */
+	uint32_t npat; /* patterns in that database */
+	uint32_t words; /* 64-bit words of one row of the match bitset */
 };
 
 enum moat_rules_node_op {
@@ -301,28 +302,28 @@ enum moat_rules_node_op {
 	MOAT_N_ANY, /* a: the child, slot: the list it iterates */
 	MOAT_N_ALL,
 	/* leaves: slot is the value; a is a constant index where one is needed */
-	MOAT_N_BOOL,     /* the bool slot is true */
-	MOAT_N_CMP_INT,  /* cmp against num (bools are ints) */
-	MOAT_N_CMP_STR,  /* cmp against strs[a] */
-	MOAT_N_CMP_VER,  /* cmp against vers[a] */
-	MOAT_N_IN_IP,    /* in the ranges sets[a]; cmp NE negates */
-	MOAT_N_IN_STR,   /* sets[a] */
-	MOAT_N_IN_INT,   /* sets[a] */
-	MOAT_N_IN_VER,   /* sets[a] */
+	MOAT_N_BOOL, /* the bool slot is true */
+	MOAT_N_CMP_INT, /* cmp against num (bools are ints) */
+	MOAT_N_CMP_STR, /* cmp against strs[a] */
+	MOAT_N_CMP_VER, /* cmp against vers[a] */
+	MOAT_N_IN_IP, /* in the ranges sets[a]; cmp NE negates */
+	MOAT_N_IN_STR, /* sets[a] */
+	MOAT_N_IN_INT, /* sets[a] */
+	MOAT_N_IN_VER, /* sets[a] */
 	MOAT_N_CONTAINS, /* strs[a] */
-	MOAT_N_MATCHES,  /* regexes[a] */
-	MOAT_N_STARTS,   /* strs[a] */
-	MOAT_N_ENDS,     /* strs[a] */
+	MOAT_N_MATCHES, /* regexes[a] */
+	MOAT_N_STARTS, /* strs[a] */
+	MOAT_N_ENDS, /* strs[a] */
 };
 
 struct moat_rules_node {
-	uint8_t op;    /* moat_rules_node_op */
-	uint8_t cmp;   /* moat_rules_op for CMP_*; EQ or NE for IN_IP */
+	uint8_t op; /* moat_rules_node_op */
+	uint8_t cmp; /* moat_rules_op for CMP_*; EQ or NE for IN_IP */
 	uint8_t exact; /* the prefilter bit alone decides (a literal), no confirmation needed */
 	uint32_t slot;
 	uint32_t a, b;
 	uint32_t pslot; /* the slot whose prefilter database holds this pattern, or NONE */
-	uint32_t pat;   /* its bit in that database, or NONE (evaluated directly) */
+	uint32_t pat; /* its bit in that database, or NONE (evaluated directly) */
 	int64_t num;
 };
 
@@ -398,8 +399,8 @@ struct moat_ruleset {
 	struct moat_rules_limits lim;
 	int needs_body;
 	size_t scratch_fixed; /* bytes of scratch before the value arena */
-	size_t scratch_vals;  /* offset of the value table in the scratch */
-	size_t scratch_cand;  /* offset of the candidate bitmap */
+	size_t scratch_vals; /* offset of the value table in the scratch */
+	size_t scratch_cand; /* offset of the candidate bitmap */
 	atomic_uint_fast64_t scratch_overflows, regex_limit_hits, prefilter_unavailable;
 	struct moat_rules_arena arena; /* rule texts and constants */
 };
@@ -420,16 +421,16 @@ int moat_rules_regex_match(const struct moat_ruleset *rs, const pcre2_code *re,
 
 enum moat_rules_pat_kind {
 	MOAT_PAT_CONTAINS = 0, /* the literal anywhere: exact */
-	MOAT_PAT_EXACT,        /* the whole value is the literal: exact */
-	MOAT_PAT_PREFIX,       /* exact */
-	MOAT_PAT_SUFFIX,       /* exact */
-	MOAT_PAT_SET,          /* the whole value is one of set[0..nset): exact */
-	MOAT_PAT_REGEX,        /* prefilter only: a hit is confirmed with PCRE2 */
+	MOAT_PAT_EXACT, /* the whole value is the literal: exact */
+	MOAT_PAT_PREFIX, /* exact */
+	MOAT_PAT_SUFFIX, /* exact */
+	MOAT_PAT_SET, /* the whole value is one of set[0..nset): exact */
+	MOAT_PAT_REGEX, /* prefilter only: a hit is confirmed with PCRE2 */
 };
 
 struct moat_rules_pattern {
 	enum moat_rules_pat_kind kind;
-	int caseless;  /* literals compared ASCII case-insensitively (lower()/upper()) */
+	int caseless; /* literals compared ASCII case-insensitively (lower()/upper()) */
 	const char *p; /* literal bytes or regex source */
 	size_t len;
 	const struct moat_slice *set; /* MOAT_PAT_SET */
@@ -484,12 +485,12 @@ void moat_rules_limits_fill(struct moat_rules_limits *out, const struct moat_rul
 
 /* The value of one slot during one evaluation, in the scratch. Scalars have n == 1. */
 struct moat_rules_val {
-	uint32_t n;      /* elements (0 for an empty list) */
+	uint32_t n; /* elements (0 for an empty list) */
 	uint8_t missing; /* a missing value: every comparison with it is false */
-	uint8_t scan;    /* prefilter: 0 not yet, 1 bits valid, 2 not available */
-	const struct moat_slice *s;           /* STR; VER: the text */
-	const int64_t *num;                   /* INT, BOOL */
-	const unsigned char *ip;              /* IP: 16 bytes per element */
+	uint8_t scan; /* prefilter: 0 not yet, 1 bits valid, 2 not available */
+	const struct moat_slice *s; /* STR; VER: the text */
+	const int64_t *num; /* INT, BOOL */
+	const unsigned char *ip; /* IP: 16 bytes per element */
 	const struct moat_rules_version *ver; /* VER: NULL if malformed (then missing for
 	                                         version comparisons) */
 	uint64_t *bits; /* prefilter rows: the union, then one per element of a list */
@@ -510,11 +511,17 @@ struct moat_rules_ctx {
 	unsigned flags;
 	uint32_t iter_root, iter_elem; /* inside any()/all(): the list and the element */
 	unsigned overflows, limited;
+	/* a Bloom filter of the request's lowered header names (0: not computed yet): most
+	 * header keys that rules ask for are absent, and this answers them without a scan */
+	uint64_t hdr_bloom;
 	/* the query string split and decoded, shared by every args slot */
 	int args_state; /* 0 not yet, 1 done, 2 missing */
 	uint32_t nargs;
 	struct moat_slice *arg_names, *arg_values;
 };
+
+/* The two bits of a lowered header name in a 64-bit Bloom filter; never 0. */
+uint64_t moat_rules_name_bloom(const char *name, size_t len, int lower);
 
 /* Bump allocation in the value arena (8-byte aligned); NULL, counted, when it is full. */
 void *moat_rules_ctx_alloc(struct moat_rules_ctx *c, size_t n);
@@ -528,7 +535,6 @@ static inline struct moat_rules_val *moat_rules_value(struct moat_rules_ctx *c, 
 		return c->vals[slot].missing ? NULL : &c->vals[slot];
 	return moat_rules_value_compute(c, slot);
 }
-
 
 #define MOAT_RULES_EVAL_NO_PREFILTER 0x1 /* tests: evaluate every pattern directly */
 

@@ -84,11 +84,20 @@ static const struct {
 	const char *word;
 	enum moat_rules_tok kind;
 } keywords[] = {
-        {"and", MOAT_TK_AND},         {"or", MOAT_TK_OR},       {"xor", MOAT_TK_XOR},
-        {"not", MOAT_TK_NOT},         {"eq", MOAT_TK_EQ},       {"ne", MOAT_TK_NE},
-        {"lt", MOAT_TK_LT},           {"le", MOAT_TK_LE},       {"gt", MOAT_TK_GT},
-        {"ge", MOAT_TK_GE},           {"contains", MOAT_TK_CONTAINS},
-        {"matches", MOAT_TK_MATCHES}, {"in", MOAT_TK_IN},       {"true", MOAT_TK_TRUE},
+        {"and", MOAT_TK_AND},
+        {"or", MOAT_TK_OR},
+        {"xor", MOAT_TK_XOR},
+        {"not", MOAT_TK_NOT},
+        {"eq", MOAT_TK_EQ},
+        {"ne", MOAT_TK_NE},
+        {"lt", MOAT_TK_LT},
+        {"le", MOAT_TK_LE},
+        {"gt", MOAT_TK_GT},
+        {"ge", MOAT_TK_GE},
+        {"contains", MOAT_TK_CONTAINS},
+        {"matches", MOAT_TK_MATCHES},
+        {"in", MOAT_TK_IN},
+        {"true", MOAT_TK_TRUE},
         {"false", MOAT_TK_FALSE},
 };
 
@@ -159,7 +168,8 @@ static int lex_string(struct moat_rules_lexer *lx, struct moat_rules_token *t)
 			out[n++] = '\0';
 			break;
 		case 'x':
-			if (lx->pos + 3 >= lx->len || !is_hex((unsigned char)lx->src[lx->pos + 2]) ||
+			if (lx->pos + 3 >= lx->len ||
+			    !is_hex((unsigned char)lx->src[lx->pos + 2]) ||
 			    !is_hex((unsigned char)lx->src[lx->pos + 3]))
 				return fail(lx, lx->pos, "\\x needs two hex digits");
 			out[n++] = (char)(hexval((unsigned char)lx->src[lx->pos + 2]) * 16 +
@@ -169,7 +179,8 @@ static int lex_string(struct moat_rules_lexer *lx, struct moat_rules_token *t)
 		default:
 			if (c > 0x20 && c < 0x7f)
 				return fail(lx, lx->pos,
-				            "unknown escape \\%c in a string (write \\\\%c, or use a raw "
+				            "unknown escape \\%c in a string (write \\\\%c, or use "
+				            "a raw "
 				            "string r\"...\" for regular expressions)",
 				            c, c);
 			return fail(lx, lx->pos, "unknown escape in a string");
@@ -274,8 +285,8 @@ static int bad_ip(struct moat_rules_lexer *lx, size_t start, const char *text)
 			p = p * 10 + (unsigned long)(*d - '0');
 		}
 		if (p > (v4 ? 32u : 128u))
-			return fail(lx, start + n + 1, "prefix length %lu is longer than %u in %s", p,
-			            v4 ? 32u : 128u, text);
+			return fail(lx, start + n + 1, "prefix length %lu is longer than %u in %s",
+			            p, v4 ? 32u : 128u, text);
 		memcpy(a, c.addr, 16);
 		p += v4 ? 96 : 0;
 		for (i = (unsigned)p; i < 128; i++)
@@ -284,8 +295,8 @@ static int bad_ip(struct moat_rules_lexer *lx, size_t start, const char *text)
 			inet_ntop(AF_INET, a + 12, net, sizeof(net));
 		else
 			inet_ntop(AF_INET6, a, net, sizeof(net));
-		return fail(lx, start, "%s has bits set after the prefix (did you mean %s/%lu?)", text,
-		            net, v4 ? p - 96 : p);
+		return fail(lx, start, "%s has bits set after the prefix (did you mean %s/%lu?)",
+		            text, net, v4 ? p - 96 : p);
 	}
 }
 
@@ -300,8 +311,8 @@ static int lex_word(struct moat_rules_lexer *lx, struct moat_rules_token *t)
 	int colon = 0, dot = 0, digits_only = 1;
 	char text[IP_TEXT_MAX];
 
-	while (q < lx->len && (is_hex((unsigned char)lx->src[q]) || lx->src[q] == ':' ||
-	                       lx->src[q] == '.')) {
+	while (q < lx->len &&
+	       (is_hex((unsigned char)lx->src[q]) || lx->src[q] == ':' || lx->src[q] == '.')) {
 		colon |= lx->src[q] == ':';
 		dot |= lx->src[q] == '.';
 		if (!is_digit((unsigned char)lx->src[q]) && lx->src[q] != '.')
@@ -431,8 +442,8 @@ int moat_rules_lex(struct moat_rules_lexer *lx, struct moat_rules_token *t)
 
 			while (q < lx->len && is_digit((unsigned char)lx->src[q]))
 				q++;
-			if (q < lx->len && (is_name_char((unsigned char)lx->src[q]) ||
-			                    lx->src[q] == ':'))
+			if (q < lx->len &&
+			    (is_name_char((unsigned char)lx->src[q]) || lx->src[q] == ':'))
 				return fail(lx, lx->pos, "bad number");
 			r = lex_int(lx, t, lx->pos, q);
 			break;

@@ -126,11 +126,12 @@ static void add_pattern_exprs(struct exprs *x, const struct moat_rules_pattern *
 	case MOAT_PAT_EXACT:
 		if (p->len == 0)
 			return;
-		ok = push_expr(x,
-		               escape_literal(p->p, p->len,
-		                              p->kind == MOAT_PAT_PREFIX || p->kind == MOAT_PAT_EXACT,
-		                              p->kind == MOAT_PAT_SUFFIX || p->kind == MOAT_PAT_EXACT),
-		               fl, id, 0);
+		ok = push_expr(
+		        x,
+		        escape_literal(p->p, p->len,
+		                       p->kind == MOAT_PAT_PREFIX || p->kind == MOAT_PAT_EXACT,
+		                       p->kind == MOAT_PAT_SUFFIX || p->kind == MOAT_PAT_EXACT),
+		        fl, id, 0);
 		break;
 	case MOAT_PAT_SET:
 		/* one expression per element, all reporting the same id */
@@ -138,8 +139,8 @@ static void add_pattern_exprs(struct exprs *x, const struct moat_rules_pattern *
 			if (p->set[k].len == 0)
 				ok = -1;
 			else
-				ok = push_expr(x, escape_literal(p->set[k].p, p->set[k].len, 1, 1), fl,
-				               id, 0);
+				ok = push_expr(x, escape_literal(p->set[k].p, p->set[k].len, 1, 1),
+				               fl, id, 0);
 		}
 		break;
 	case MOAT_PAT_REGEX:
@@ -227,8 +228,7 @@ int moat_rules_prefilter_scan(const hs_database_t *db, hs_scratch_t *scratch, co
 {
 	if (len > UINT32_MAX)
 		return -1;
-	if (hs_scan(db, p != NULL ? p : "", (unsigned)len, 0, scratch, on_match, row) !=
-	    HS_SUCCESS)
+	if (hs_scan(db, p != NULL ? p : "", (unsigned)len, 0, scratch, on_match, row) != HS_SUCCESS)
 		return -1;
 	return 0;
 }

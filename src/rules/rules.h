@@ -27,9 +27,9 @@
 
 enum moat_rule_action {
 	MOAT_RULE_BLOCK = 0, /* answer with the rule's status and body (HTTP) / close (TCP) */
-	MOAT_RULE_LOG,       /* record the hit, go on */
-	MOAT_RULE_ALLOW,     /* record the hit, skip the remaining rules */
-	MOAT_RULE_CLOSE,     /* drop the connection without an answer */
+	MOAT_RULE_LOG, /* record the hit, go on */
+	MOAT_RULE_ALLOW, /* record the hit, skip the remaining rules */
+	MOAT_RULE_CLOSE, /* drop the connection without an answer */
 };
 
 enum moat_rule_mode { MOAT_RULE_ENFORCE = 0, MOAT_RULE_DRY_RUN };
@@ -37,32 +37,32 @@ enum moat_rule_mode { MOAT_RULE_ENFORCE = 0, MOAT_RULE_DRY_RUN };
 /* Which fields a ruleset may use. */
 enum moat_rules_scope {
 	MOAT_RULES_HTTP = 0, /* connection and HTTP fields */
-	MOAT_RULES_TCP,      /* connection fields only: an HTTP field is a compile error */
+	MOAT_RULES_TCP, /* connection fields only: an HTTP field is a compile error */
 };
 
 /* A zero field means its default. */
 struct moat_rules_limits {
-	unsigned max_rules;      /* per file; more -> compile error (default 10000) */
-	size_t max_expr_len;     /* bytes of one expression (default 8192) */
-	unsigned max_depth;      /* nesting of the expression tree (default 64, at most 256) */
-	size_t max_regex_len;    /* bytes of one regular expression (default 4096) */
+	unsigned max_rules; /* per file; more -> compile error (default 10000) */
+	size_t max_expr_len; /* bytes of one expression (default 8192) */
+	unsigned max_depth; /* nesting of the expression tree (default 64, at most 256) */
+	size_t max_regex_len; /* bytes of one regular expression (default 4096) */
 	uint32_t regex_match_limit; /* PCRE2 match limit: bounds backtracking (default 100000) */
-	size_t body_limit;       /* bytes of the body visible as http.request.body (default 8192) */
+	size_t body_limit; /* bytes of the body visible as http.request.body (default 8192) */
 };
 
 /* One compiled rule. Read-only after compilation, except the hit counters. */
 struct moat_rule {
-	char id[65];          /* [A-Za-z0-9_.:-]{1,64} */
+	char id[65]; /* [A-Za-z0-9_.:-]{1,64} */
 	char *name;
-	char *description;    /* may be NULL */
-	char *reference;      /* e.g. "CVE-2026-0001"; may be NULL */
-	char *expr;           /* the source text */
+	char *description; /* may be NULL */
+	char *reference; /* e.g. "CVE-2026-0001"; may be NULL */
+	char *expr; /* the source text */
 	enum moat_rule_action action;
 	enum moat_rule_mode mode;
-	int status;           /* block: HTTP status (default 403) */
-	char *body;           /* block: body template, NULL for the default JSON */
+	int status; /* block: HTTP status (default 403) */
+	char *body; /* block: body template, NULL for the default JSON */
 	int enabled;
-	unsigned line;        /* where the rule starts in its file */
+	unsigned line; /* where the rule starts in its file */
 	atomic_uint_fast64_t hits_enforce, hits_dry_run;
 };
 
@@ -71,7 +71,7 @@ struct moat_ruleset; /* opaque: the compiled rules of one file */
 /* An error found while compiling: where, and what. */
 struct moat_rules_error {
 	const char *file;
-	unsigned line, col;  /* 1-based; col points at the offending character */
+	unsigned line, col; /* 1-based; col points at the offending character */
 	const char *rule_id; /* NULL if not inside a rule */
 	const char *msg;
 	const char *source_line; /* the text of that line, without its newline, for the caret */
@@ -120,19 +120,19 @@ size_t moat_ruleset_scratch_size(const struct moat_ruleset *rs);
 
 /* Counters of a ruleset since it was compiled (relaxed reads; summed over all threads). */
 struct moat_rules_stats {
-	uint64_t scratch_overflows;     /* values treated as missing for lack of scratch */
-	uint64_t regex_limit_hits;      /* matches stopped by a PCRE2 limit: counted as no match */
+	uint64_t scratch_overflows; /* values treated as missing for lack of scratch */
+	uint64_t regex_limit_hits; /* matches stopped by a PCRE2 limit: counted as no match */
 	uint64_t prefilter_unavailable; /* evaluations without the prefilter (no Hyperscan
 	                                   scratch): slower, same results */
-	uint32_t prefilter_databases;   /* Hyperscan databases compiled, one per scanned value */
-	uint32_t values;                /* distinct values (fields, keys, functions) the rules read */
+	uint32_t prefilter_databases; /* Hyperscan databases compiled, one per scanned value */
+	uint32_t values; /* distinct values (fields, keys, functions) the rules read */
 };
 
 void moat_ruleset_stats(const struct moat_ruleset *rs, struct moat_rules_stats *st);
 
 /* Per-device facts the rules see as device.model, device.firmware, device.tags. */
 struct moat_device_info {
-	const char *model;    /* NULL if unknown */
+	const char *model; /* NULL if unknown */
 	const char *firmware; /* NULL if unknown; compared as a version */
 	const char *const *tags;
 	size_t ntags;
@@ -141,16 +141,16 @@ struct moat_device_info {
 /* Everything a rule may ask about one request (or one TCP connection). */
 struct moat_rules_input {
 	const struct sockaddr_storage *src; /* ip.src */
-	const char *tls_version;            /* "TLSv1.3"; NULL on plain TCP */
-	const char *sni;                    /* "" if none */
+	const char *tls_version; /* "TLSv1.3"; NULL on plain TCP */
+	const char *sni; /* "" if none */
 	int client_verified;
 	const char *fingerprint; /* lowercase hex; "" if none */
-	const char *serial;      /* uppercase hex; "" if none */
+	const char *serial; /* uppercase hex; "" if none */
 	const char *tenant;
 	const char *device_id; /* "" if none */
 	const struct moat_device_info *device; /* NULL if no entry */
-	const struct moat_http_request *req;   /* NULL for TCP rules */
-	const char *body;  /* the first body bytes (<= body_limit), NULL if not read */
+	const struct moat_http_request *req; /* NULL for TCP rules */
+	const char *body; /* the first body bytes (<= body_limit), NULL if not read */
 	size_t body_len;
 	uint64_t body_size; /* Content-Length, or the bytes seen */
 };

@@ -4,18 +4,21 @@ segments, an auth-bypass header on one camera model below one firmware version â
 and raw-socket devices and the nginx origin. Each attack gets the contract's 403 JSON answer
 and never reaches the origin; normal traffic, near misses included, passes untouched.
 
-Also: the security log line of a block, the keep-alive connection after a block, dry-run, the
-log / allow / close actions and a custom status.
+Also: the security log line of a block, the keep-alive connection after a block (and the
+closed one after a block with a body left unread), HEAD and HTTP/1.0, dry-run, the log / allow
+/ close actions, a custom status and body, tenants, IPv6 sources, every connection and device
+field as a rule sees it, and the three patches of docs/rules.md exactly as written there.
 """
 
+import pathlib
 import time
 
 import pytest
 
 from moattest.client import HTTPConn, curl
+from moattest.rules import (assert_blocked, check_seclog_entry, raw_get, reload_and_wait,
+                            seclog_for, start_rules, write_atomic)
 from moattest.util import wait_until
-from moattest.rules import (assert_blocked, check_seclog_entry, raw_get, seclog_for,
-                            start_rules, write_atomic)
 
 # device id -> facts the rules see as device.model / device.firmware / device.tags
 DEVICES = {
@@ -368,7 +371,7 @@ action = log
 expr = lower(http.user_agent) contains "zgrab"
 """
     write_atomic(m.rules_path, ok)
-    m.reload()
+    reload_and_wait(m)
     r = curl(m, "/logged", cert=cams.dev1, headers=["User-Agent: ZGrab/0.x"])
     assert r.status == 200, r
     e = origin.one()
@@ -496,7 +499,7 @@ expr = ip.src in {0.0.0.0/0}
 # ---------------------------------------------------------------------------------------------
 # the patches of docs/rules.md, as written there
 
-DOCS = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 
 
 def documented_patches():
@@ -539,3 +542,76 @@ def test_documented_patches(moatd, origin, cams):
         except AssertionError as e:
             problems.append(f"{cert.cn}: {e}")
     assert not problems, "\n".join(problems)
+
+
+def test_rules_belong_to_their_tenant(moatd, origin, cams, pki):
+    """alpha's patches do not apply to beta's devices."""
+    m = start_rules(moatd, PATCHES, devices=DEVICES)
+    attack = "/cgi-bin/diag?host=1.2.3.4;id"
+    assert_blocked(curl(m, attack, cert=cams.dev1), "cve-2026-0001")
+    r = curl(m, attack, cert=pki.beta_dev, host="beta.test")
+    assert r.status == 200, r
+    assert origin_uris(origin) == [attack]
+    assert origin.entries()[0]["tenant"] == "beta"
+
+
+@pytest.mark.parametrize("tls", ["1.2", "1.3"])
+def test_connection_and_device_fields(moatd, origin, cams, tls):
+    """Every connection and device field a rule can read, as moatd computes it, against what
+    openssl says about the certificate: one log rule per field, and which of them hit."""
+    c = cams.dev1
+    fields = {
+        "f-tls-version": f'tls.version == "TLSv{tls}"',
+        "f-tls-sni": 'tls.sni == "alpha.test"',
+        "f-verified": "tls.client.verified",
+        "f-fingerprint": f'tls.client.fingerprint == "{c.sha256}"',
+        "f-serial": f'tls.client.serial == "{c.serial}"',
+        "f-tenant": 'tenant == "alpha"',
+        "f-device-id": 'device.id == "dev-1"',
+        "f-model": 'device.model == "cam-x"',
+        "f-firmware": 'device.firmware == "2.3" and device.firmware > "2.2.99"',
+        "f-tags": 'any(device.tags == "batch-7") and count(device.tags) == 2',
+        "f-ip": "ip.src == 127.0.0.0/8",
+        "f-host": 'starts_with(http.host, "alpha.test:")',  # the Host header, port included
+        "f-method": 'http.request.method in {"GET" "HEAD"}',
+        "f-ua": 'http.user_agent == "cam-x/2.3.0"',
+        "f-header-names": 'any(http.request.headers.names == "x-cam-channel")',
+        "f-args": 'count(http.request.uri.args.names) == 2 and any(http.request.uri.args["b"] '
+                  '== "x y")',
+        "f-uri": 'http.request.uri == "/f/./g?a=1&b=x+y"',
+        "f-path": 'http.request.uri.path == "/f/g"',
+        "f-path-raw": 'http.request.uri.path.raw == "/f/./g"',
+        "f-query": 'http.request.uri.query == "a=1&b=x+y"',
+        # these must not hit
+        "x-other-tls": 'tls.version == "TLSv1.0"',
+        "x-unknown-header": 'http.request.headers["x-nope"] == ""',
+        "x-firmware-ne": 'device.firmware != "2.3.0"',
+    }
+    rules = "".join(f"\n[rule {rid}]\nname = {rid}\naction = log\nexpr = {expr}\n"
+                    for rid, expr in fields.items())
+    m = start_rules(moatd, rules, devices=DEVICES)
+    r = curl(m, "/f/./g?a=1&b=x+y", cert=c, tls=tls, extra=("--path-as-is",),
+             headers=["User-Agent: cam-x/2.3.0", "X-Cam-Channel: 2"])
+    assert r.status == 200, r
+    e = origin.one()
+    time.sleep(0.2)
+    hits = {h["rule"] for h in m.security_entries() if h["request_id"] == e["request_id"]}
+    want = {rid for rid in fields if rid.startswith("f-")}
+    assert hits == want, f"missing hits: {sorted(want - hits)}, unexpected: {sorted(hits - want)}"
+
+
+def test_block_answers_head_and_http10(moatd, origin, cams):
+    m = start_rules(moatd, PATCHES, devices=DEVICES)
+    with HTTPConn(m, cert=cams.dev1) as c:
+        c.request("HEAD", "/cgi-bin/diag?host=;id")
+        r = c.response(head_request=True)
+        assert r.status == 403 and r.body == b"", r
+        c.request("GET", "/next")
+        r = c.response()
+        assert r.status == 200, f"the HEAD's 403 left bytes on the connection? {r!r}"
+    with HTTPConn(m, cert=cams.dev1) as c:
+        c.send(b"GET /cgi-bin/diag?host=;id HTTP/1.0\r\nHost: alpha.test\r\n\r\n")
+        r = c.response()
+        assert_blocked(r, "cve-2026-0001")
+        assert c.closed_within(3), "an HTTP/1.0 connection stayed open after its answer"
+    assert origin_uris(origin) == ["/next"]

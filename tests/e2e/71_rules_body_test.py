@@ -15,7 +15,7 @@ import time
 import pytest
 
 from moattest.client import HTTPConn, curl
-from moattest.rules import assert_blocked, raw_get, seclog_for, start_rules
+from moattest.rules import assert_blocked, raw_get, start_rules
 
 BODY_RULES = r"""
 [rule cve-2026-0101]

@@ -13,7 +13,8 @@ import pytest
 
 from moattest.client import HTTPConn, curl
 from moattest.rules import (assert_blocked, assert_caret, check_seclog_entry, locate,
-                            parse_check_output, start_rules, stats_rule, write_atomic)
+                            parse_check_output, reload_and_wait, start_rules, stats_rule,
+                            write_atomic)
 from moattest.util import wait_until
 
 V1 = r"""
@@ -32,22 +33,6 @@ expr = http.request.uri.path == "/admin/backdoor"
 """
 
 ATTACK = "/cgi-bin/diag?host=1.2.3.4;id"
-
-
-def reload_and_wait(m, expect_ok=True):
-    """SIGHUP; waits for the outcome line (success: 'reloaded'; failure: an [error] line that
-    says the reload was refused). Returns the new error-log lines."""
-    start = len(m.log_lines())
-    m.send_signal(signal.SIGHUP)
-    if expect_ok:
-        m.wait_log(r"(?i)\breloaded\b", timeout=10, start=start)
-    else:
-        m.wait_log(r"\[error\].*(?i:refused)", timeout=10, start=start)
-    new = m.log_lines()[start:]
-    if expect_ok:
-        assert not [l for l in new if "[error]" in l], new
-    assert m.running
-    return new
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,3 +344,70 @@ def test_security_log_and_stats(moatd, origin, cams):
     assert s3["generation"] == s2["generation"]
     assert counts(s3) == {"p-enforce": (4, 0), "p-dry": (1, 2), "p-log": (7, 0),
                           "p-new": (1, 0)}
+
+
+# ---------------------------------------------------------------------------------------------
+# devices file and security log over reloads
+
+AUTH = """
+[rule cve-2026-0003]
+name = X-Debug-Auth bypass on cam-x before 2.4.0
+expr = device.model == "cam-x" and device.firmware < "2.4.0"
+       and any(http.request.headers["x-debug-auth"] == "1")
+"""
+
+
+def test_sighup_rereads_the_devices_file(moatd, origin, cams):
+    """dev-1 is upgraded to 2.4.0: after the devices file says so and a SIGHUP, the patch no
+    longer applies to it, on its already-open connection too."""
+    m = start_rules(moatd, AUTH, devices={"dev-1": {"model": "cam-x", "firmware": "2.3.9"}})
+    with HTTPConn(m, cert=cams.dev1) as c:
+        c.request("GET", "/api/config", headers=["X-Debug-Auth: 1"])
+        assert_blocked(c.response(), "cve-2026-0003")
+        write_atomic(m.devices_path, "[dev-1]\nmodel = cam-x\nfirmware = 2.4.0\n")
+        reload_and_wait(m)
+        c.request("GET", "/api/config", headers=["X-Debug-Auth: 1"])
+        assert c.response().status == 200
+    assert [e["uri"] for e in origin.entries()] == ["/api/config"]
+
+
+def test_security_log_reopened_on_sigusr1(moatd, cams):
+    m = start_rules(moatd, V1)
+    assert_blocked(curl(m, ATTACK, cert=cams.dev1), "cve-2026-0001")
+    m.wait_security(1)
+    rotated = m.security_log.with_name("security.log.1")
+    m.security_log.rename(rotated)
+    start = len(m.log_lines())
+    m.send_signal(signal.SIGUSR1)
+    m.wait_log(r"(?i)reopen", start=start)
+    assert_blocked(curl(m, ATTACK + "&n=2", cert=cams.dev1), "cve-2026-0001")
+    wait_until(m.security_log.exists, 5, what="a new security log after SIGUSR1")
+    (e,) = m.wait_security(1)
+    assert e["rule"] == "cve-2026-0001"
+    assert len(rotated.read_text().splitlines()) == 1
+
+
+def test_counters_without_a_security_log(moatd, cams):
+    m = start_rules(moatd, V1, moat={"security_log": None})
+    for _ in range(2):
+        assert_blocked(curl(m, ATTACK, cert=cams.dev1), "cve-2026-0001")
+    assert counts(m.rules_stats()) == {"cve-2026-0001": (2, 0)}
+    assert not m.security_log.exists()
+
+
+def test_check_caret_lines_up_under_a_tab_indented_line(moatd):
+    """Continuation lines may be indented with tabs (docs/rules.md): the caret must still sit
+    under the offending column as a terminal shows it."""
+    text = ('[rule tabbed]\nname = Tabbed\nexpr = tenant == "alpha"\n'
+            '\tand http.request.uri.pth == "/x"\n')
+    m = start_rules(moatd, text, start=False)
+    p = m.check_config()
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    (err,) = [e for e in parse_check_output(out) if e[0] == str(m.rules_path)]
+    line, col = locate(text, "http.request.uri.pth")
+    assert (err[1], err[2]) == (line, col), out
+    src, caret = err[4].expandtabs(8), err[5].expandtabs(8)
+    at = caret.index("^")
+    assert src[at:].startswith("http.request.uri.pth"), \
+        f"the caret points at {src[at:at + 12]!r}, not the unknown field:\n{src}\n{caret}"

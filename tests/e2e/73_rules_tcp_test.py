@@ -11,9 +11,8 @@ import time
 import pytest
 
 from moattest.rules import (assert_caret, check_seclog_entry, locate, parse_check_output,
-                            start_rules, stats_rule, write_atomic)
+                            reload_and_wait, start_rules, stats_rule, write_atomic)
 from moattest.tcp import PlainDevice, TcpOrigin, device, echo_handler, remote_of
-from moattest.util import wait_until
 
 TCP = "tcp"
 PLAIN = "legacy"
@@ -169,7 +168,7 @@ def test_tcp_rules_follow_sighup(moatd, cams, echo):
     with device(m, cams.dev2) as d:
         echo_works(d)
     write_atomic(m.tcp_rules_path, TCP_RULES.replace('"dev-9"', '"dev-2"'))
-    m.reload()
+    reload_and_wait(m)
     with device(m, cams.dev2) as d:
         assert_refused(d)
     assert tcp_line(m, d)["end"] == "blocked"
@@ -202,7 +201,7 @@ def test_tcp_rules_with_http_field_refused(moatd, cams, echo):
     write_atomic(m.tcp_rules_path, TCP_RULES)
     m.start()
     write_atomic(m.tcp_rules_path, HTTP_IN_TCP)
-    new = m.reload(expect_ok=False)
+    new = reload_and_wait(m, expect_ok=False)
     assert any(f"{m.tcp_rules_path}:{line}:" in l and f"column {col}" in l
                for l in new if "[error]" in l), new
     with device(m, cams.dev1) as d:

@@ -10,6 +10,7 @@ and a caret under column N.
 
 import json
 import re
+import signal
 
 from .client import HTTPConn
 
@@ -70,6 +71,22 @@ def start_rules(moatd, rules=None, *, tcp_rules=None, devices=None, tenant="alph
     if start:
         m.start()
     return m
+
+
+def reload_and_wait(m, expect_ok=True):
+    """SIGHUP; waits for the outcome line (success: 'reloaded'; failure: an [error] line that
+    says the reload was refused). Returns the new error-log lines."""
+    start = len(m.log_lines())
+    m.send_signal(signal.SIGHUP)
+    if expect_ok:
+        m.wait_log(r"(?i)\breloaded\b", timeout=10, start=start)
+    else:
+        m.wait_log(r"\[error\].*(?i:refused)", timeout=10, start=start)
+    new = m.log_lines()[start:]
+    if expect_ok:
+        assert not [l for l in new if "[error]" in l], new
+    assert m.running
+    return new
 
 
 # ---------------------------------------------------------------------------------------------

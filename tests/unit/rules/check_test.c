@@ -22,7 +22,8 @@ static void test_names(void **state)
 	h_refused("http.request.headers == \"x\"", 1,
 	          "http.request.headers needs a key, as in http.request.headers[\"name\"]");
 	h_refused("http.request.uri.args contains \"x\"", 1, "needs a key");
-	h_refused("http.request.uri.path[\"x\"] == \"a\"", 23, "http.request.uri.path takes no [key]");
+	h_refused("http.request.uri.path[\"x\"] == \"a\"", 23,
+	          "http.request.uri.path takes no [key]");
 	h_refused("http.request.headers[\"\"] == \"a\"", 22, "empty key");
 	h_refused("lower(http.host, http.host) == \"a\"", 1, "lower() takes 1 argument, not 2");
 	h_refused("starts_with(http.host)", 1, "starts_with() takes 2 arguments, not 1");
@@ -58,7 +59,8 @@ static void test_types(void **state)
 	h_refused("device.firmware < 2", 19, "a version compares with a version string");
 	h_refused("device.firmware < \"2.x\"", 19, "bad version \"2.x\"");
 	h_refused("device.firmware in {\"1.0\" \"1.0.0-\"}", 27, "bad version \"1.0.0-\"");
-	h_refused("http.request.method in {\"GET\" 1}", 31, "compare it with a string, not a number");
+	h_refused("http.request.method in {\"GET\" 1}", 31,
+	          "compare it with a string, not a number");
 	h_refused("ip.src in {10.0.0.0/8 \"x\"}", 23, "an IP address or CIDR, not a string");
 	h_refused("len(http.host) in {1 \"2\"}", 22, "not a string");
 	h_refused("tls.client.verified < true", 21, "'<' does not apply to tls.client.verified");
@@ -76,9 +78,12 @@ static void test_types(void **state)
 	h_refused("lower(starts_with(http.host, \"a\")) == \"a\"", 7,
 	          "starts_with() is a condition, not a value to compare");
 	h_refused("len(ip.src) > 1", 5, "len() takes a string, and ip.src is an ip");
-	h_refused("lower(len(http.host)) == \"1\"", 7, "lower() takes a string, and len(...) is an int");
-	h_refused("lower(\"ABC\") == \"abc\"", 7, "lower() takes a field or a function of one, not a string");
-	h_refused("count(http.host) > 1", 7, "count() takes a list field, and http.host has one value");
+	h_refused("lower(len(http.host)) == \"1\"", 7,
+	          "lower() takes a string, and len(...) is an int");
+	h_refused("lower(\"ABC\") == \"abc\"", 7,
+	          "lower() takes a field or a function of one, not a string");
+	h_refused("count(http.host) > 1", 7,
+	          "count() takes a list field, and http.host has one value");
 	h_refused("count(1) > 1", 7, "count() takes a field or a function of one, not a number");
 	h_refused("starts_with(http.host, http.host)", 24,
 	          "the second argument of starts_with() must be a string literal");
@@ -118,7 +123,8 @@ static void test_quantifiers(void **state)
 	(void)state;
 	h_refused("any(any(http.request.headers[\"a\"] == \"b\"))", 5,
 	          "any() and all() do not nest");
-	h_refused("any(http.request.headers[\"a\"] == \"b\" and http.request.headers[\"c\"] == \"d\")",
+	h_refused("any(http.request.headers[\"a\"] == \"b\" and http.request.headers[\"c\"] == "
+	          "\"d\")",
 	          42,
 	          "iterate over one list; this one differs from the first "
 	          "(http.request.headers[\"a\"])");
@@ -142,7 +148,8 @@ static void test_compile_refusals(void **state)
 	struct moat_rules_limits lim;
 
 	(void)state;
-	h_refused("http.host matches \"(\"", 21, "bad regular expression: missing closing parenthesis");
+	h_refused("http.host matches \"(\"", 21,
+	          "bad regular expression: missing closing parenthesis");
 	/* a raw pattern lets the error point into it */
 	h_refused("http.host matches r\"ab[c\"", 25, "bad regular expression");
 	h_refused("http.host matches r\"a{2,1}\"", 26, "bad regular expression");
@@ -230,7 +237,8 @@ static void test_accepted(void **state)
 	        "http.request.uri.args.names contains \"debug\" or "
 	        "http.request.headers.names == \"x-forwarded-host\"",
 	        "all(http.request.uri.args.values matches r\"^[0-9]+$\")",
-	        "tls.version == \"TLSv1.2\" and tls.sni == \"\" and tls.client.fingerprint != \"ab\"",
+	        "tls.version == \"TLSv1.2\" and tls.sni == \"\" and tls.client.fingerprint != "
+	        "\"ab\"",
 	        "tls.client.serial == \"01\" and tenant == \"t\" and device.id == \"d\" and "
 	        "device.model == \"m\"",
 	        "http.request.uri == \"/\" and http.request.uri.query == \"\" and "

@@ -28,8 +28,8 @@ static void test_shared_values(void **state)
 	uint32_t i, headers = 0, lowers = 0, args = 0;
 
 	(void)state;
-	assert_int_equal(moat_rules_load_buffer("s", text, strlen(text), MOAT_RULES_HTTP, NULL, NULL,
-	                                        NULL, &rs),
+	assert_int_equal(moat_rules_load_buffer("s", text, strlen(text), MOAT_RULES_HTTP, NULL,
+	                                        NULL, NULL, &rs),
 	                 MOAT_OK);
 	for (i = 0; i < rs->nslots; i++) {
 		const struct moat_rules_slot *s = &rs->slots[i];
@@ -59,7 +59,8 @@ static void test_sets(void **state)
 	const struct moat_rules_set *set;
 
 	(void)state;
-	rs = h_compile("http.request.method in {\"b\" \"a\" \"b\" \"ab\" \"\" \"a\"}", MOAT_RULES_HTTP);
+	rs = h_compile("http.request.method in {\"b\" \"a\" \"b\" \"ab\" \"\" \"a\"}",
+	               MOAT_RULES_HTTP);
 	assert_int_equal(rs->nsets, 1);
 	set = &rs->sets[0];
 	assert_int_equal(set->kind, MOAT_SET_STR);
@@ -117,8 +118,8 @@ static void test_candidates(void **state)
 	struct moat_ruleset *rs = NULL;
 
 	(void)state;
-	assert_int_equal(moat_rules_load_buffer("c", text, strlen(text), MOAT_RULES_HTTP, NULL, NULL,
-	                                        NULL, &rs),
+	assert_int_equal(moat_rules_load_buffer("c", text, strlen(text), MOAT_RULES_HTTP, NULL,
+	                                        NULL, NULL, &rs),
 	                 MOAT_OK);
 	assert_int_equal(rs->rule_words, 1);
 	/* b has no guard: always evaluated; c is disabled: never */
@@ -187,8 +188,8 @@ static void test_allocation_failures(void **state)
 			snprintf(num, sizeof(num), "%d", k);
 			setenv("MOAT_ALLOC_FAIL_AT", num, 1);
 			moat_alloc_init();
-			r = moat_rules_load_buffer("f", text, strlen(text), MOAT_RULES_HTTP, NULL, NULL,
-			                           NULL, &rs);
+			r = moat_rules_load_buffer("f", text, strlen(text), MOAT_RULES_HTTP, NULL,
+			                           NULL, NULL, &rs);
 			if (r != MOAT_OK) {
 				if (r != MOAT_EINVAL || rs != NULL)
 					_exit(3);
@@ -210,8 +211,8 @@ static void test_allocation_failures(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_shared_values),   cmocka_unit_test(test_sets),
-	        cmocka_unit_test(test_candidates),      cmocka_unit_test(test_limits_defaults),
+	        cmocka_unit_test(test_shared_values),       cmocka_unit_test(test_sets),
+	        cmocka_unit_test(test_candidates),          cmocka_unit_test(test_limits_defaults),
 	        cmocka_unit_test(test_allocation_failures),
 	};
 

@@ -122,8 +122,10 @@ static void test_ints(void **state)
 	(void)state;
 	in.body_size = 1234;
 	assert_true(h_eval_in("http.request.body.size == 1234", &in));
-	assert_true(h_eval_in("http.request.body.size > 1000 and http.request.body.size <= 1234", &in));
-	assert_true(h_eval_in("http.request.body.size ge 1234 and http.request.body.size lt 1235", &in));
+	assert_true(
+	        h_eval_in("http.request.body.size > 1000 and http.request.body.size <= 1234", &in));
+	assert_true(h_eval_in("http.request.body.size ge 1234 and http.request.body.size lt 1235",
+	                      &in));
 	assert_true(h_eval_in("http.request.body.size != 0", &in));
 	assert_true(h_eval_in("http.request.body.size in {1 1234 99}", &in));
 	assert_true(h_eval_in("http.request.body.size > -1", &in));
@@ -272,13 +274,14 @@ static void test_body(void **state)
 	rs = NULL;
 	{
 		struct moat_rules_limits lim;
-		const char *text = "[rule b]\nname = b\nexpr = http.request.body contains \"reboot\"\n"
-		                   "[rule c]\nname = c\nexpr = len(http.request.body) == 8\n";
+		const char *text =
+		        "[rule b]\nname = b\nexpr = http.request.body contains \"reboot\"\n"
+		        "[rule c]\nname = c\nexpr = len(http.request.body) == 8\n";
 
 		memset(&lim, 0, sizeof(lim));
 		lim.body_limit = 8;
-		assert_int_equal(moat_rules_load_buffer("b", text, strlen(text), MOAT_RULES_HTTP, &lim,
-		                                        NULL, NULL, &rs),
+		assert_int_equal(moat_rules_load_buffer("b", text, strlen(text), MOAT_RULES_HTTP,
+		                                        &lim, NULL, NULL, &rs),
 		                 MOAT_OK);
 	}
 	assert_int_equal(moat_ruleset_needs_body(rs), 1);
@@ -350,8 +353,7 @@ static void test_cidr(void **state)
 	assert_true(ip_in("10.5.0.1", "ip.src in {10.5.0.0/16 10.0.0.0/8 10.5.0.1}"));
 	assert_false(ip_in("192.0.3.0", "ip.src in {192.0.2.0/24, 192.0.2.5, 10.0.0.0/8}"));
 	assert_true(ip_in("192.0.2.255", "ip.src in {192.0.2.0/24, 192.0.2.5, 10.0.0.0/8}"));
-	assert_true(ip_in("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-	                  "ip.src in {::/1 8000::/1}"));
+	assert_true(ip_in("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ip.src in {::/1 8000::/1}"));
 	assert_true(ip_in("7fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ip.src in {::/1 8000::/1}"));
 	/* not an IP socket: missing */
 	memset(&h_src, 0, sizeof(h_src));
@@ -445,20 +447,21 @@ static const struct moat_rule *run(const struct moat_ruleset *rs, enum moat_rule
 
 static void test_verdicts(void **state)
 {
-	const char *text = "[rule logged]\nname = a\naction = log\nexpr = true\n"
-	                   "[rule dry]\nname = b\nmode = dry-run\nexpr = http.request.method == \"GET\"\n"
-	                   "[rule off]\nname = c\nenabled = false\nexpr = true\n"
-	                   "[rule nomatch]\nname = d\nexpr = http.request.method == \"POST\"\n"
-	                   "[rule blocker]\nname = e\nstatus = 451\nexpr = http.request.uri.path "
-	                   "contains \"cgi\"\n"
-	                   "[rule later]\nname = f\nexpr = true\n";
+	const char *text =
+	        "[rule logged]\nname = a\naction = log\nexpr = true\n"
+	        "[rule dry]\nname = b\nmode = dry-run\nexpr = http.request.method == \"GET\"\n"
+	        "[rule off]\nname = c\nenabled = false\nexpr = true\n"
+	        "[rule nomatch]\nname = d\nexpr = http.request.method == \"POST\"\n"
+	        "[rule blocker]\nname = e\nstatus = 451\nexpr = http.request.uri.path "
+	        "contains \"cgi\"\n"
+	        "[rule later]\nname = f\nexpr = true\n";
 	struct moat_ruleset *rs = NULL;
 	const struct moat_rule *r;
 	enum moat_rule_action action;
 
 	(void)state;
-	assert_int_equal(moat_rules_load_buffer("v", text, strlen(text), MOAT_RULES_HTTP, NULL, NULL,
-	                                        NULL, &rs),
+	assert_int_equal(moat_rules_load_buffer("v", text, strlen(text), MOAT_RULES_HTTP, NULL,
+	                                        NULL, NULL, &rs),
 	                 MOAT_OK);
 	assert_int_equal(moat_ruleset_count(rs), 6);
 	r = run(rs, &action);
@@ -483,8 +486,8 @@ static void test_verdicts(void **state)
 	text = "[rule a]\nname = a\nmode = dry-run\nexpr = true\n"
 	       "[rule b]\nname = b\naction = allow\nexpr = http.host == \"cam.example.com\"\n"
 	       "[rule c]\nname = c\nexpr = true\n";
-	assert_int_equal(moat_rules_load_buffer("v", text, strlen(text), MOAT_RULES_HTTP, NULL, NULL,
-	                                        NULL, &rs),
+	assert_int_equal(moat_rules_load_buffer("v", text, strlen(text), MOAT_RULES_HTTP, NULL,
+	                                        NULL, NULL, &rs),
 	                 MOAT_OK);
 	r = run(rs, &action);
 	assert_int_equal(action, MOAT_RULE_ALLOW);
@@ -503,8 +506,8 @@ static void test_verdicts(void **state)
 
 	/* nothing matches: LOG and no rule */
 	text = "[rule a]\nname = a\nexpr = false\n[rule b]\nname = b\naction = log\nexpr = true\n";
-	assert_int_equal(moat_rules_load_buffer("v", text, strlen(text), MOAT_RULES_HTTP, NULL, NULL,
-	                                        NULL, &rs),
+	assert_int_equal(moat_rules_load_buffer("v", text, strlen(text), MOAT_RULES_HTTP, NULL,
+	                                        NULL, NULL, &rs),
 	                 MOAT_OK);
 	r = run(rs, &action);
 	assert_int_equal(action, MOAT_RULE_LOG);
@@ -578,12 +581,14 @@ static void test_value_sharing(void **state)
 
 	(void)state;
 	for (i = 0; i < 100; i++)
-		n += (size_t)snprintf(text + n, sizeof(text) - n,
-		                      "[rule r%zu]\nname = r\nexpr = http.request.uri.path == \"/x%zu\" "
-		                      "or lower(http.request.uri.path) contains \"/y%zu\"\n",
-		                      i, i, i);
-	assert_int_equal(moat_rules_load_buffer("s", text, n, MOAT_RULES_HTTP, NULL, NULL, NULL, &rs),
-	                 MOAT_OK);
+		n += (size_t)snprintf(
+		        text + n, sizeof(text) - n,
+		        "[rule r%zu]\nname = r\nexpr = http.request.uri.path == \"/x%zu\" "
+		        "or lower(http.request.uri.path) contains \"/y%zu\"\n",
+		        i, i, i);
+	assert_int_equal(
+	        moat_rules_load_buffer("s", text, n, MOAT_RULES_HTTP, NULL, NULL, NULL, &rs),
+	        MOAT_OK);
 	moat_ruleset_stats(rs, &st);
 	assert_int_equal(st.values, 2); /* path, lower(path) */
 	moat_ruleset_free(rs);

@@ -68,9 +68,10 @@ static void test_args(void **state)
 static void test_headers(void **state)
 {
 	(void)state;
-	h_set_request("POST /up HTTP/1.1\r\nHost: cam.example.com\r\nUser-Agent: first/1\r\n"
-	              "X-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\nuser-agent: second\r\n"
-	              "Content-Length: 0\r\nX-Empty:\r\n");
+	h_set_request(
+	        "POST /up HTTP/1.1\r\nHost: cam.example.com\r\nUser-Agent: first/1\r\n"
+	        "X-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\nuser-agent: second\r\n"
+	        "Content-Length: 0\r\nX-Empty:\r\n");
 	assert_true_expr("http.user_agent == \"first/1\"");
 	assert_true_expr("count(http.request.headers[\"User-Agent\"]) == 2");
 	assert_true_expr("http.request.headers[\"USER-AGENT\"] == \"second\"");
@@ -87,6 +88,31 @@ static void test_headers(void **state)
 	/* a header name is not a substring match */
 	assert_true_expr("count(http.request.headers[\"x-forwarded\"]) == 0");
 	assert_true_expr("count(http.request.headers[\"x-forwarded-for-\"]) == 0");
+}
+
+/* The per-request filter of header names may say "maybe" for an absent name, never "no" for
+ * a present one: every one of many names is found, in any case, and absent ones are not. */
+static void test_header_filter(void **state)
+{
+	char head[8192], expr[256];
+	size_t n = 0;
+	int i;
+
+	(void)state;
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "GET / HTTP/1.1\r\nHost: h\r\n");
+	for (i = 0; i < 90; i++)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "X-%s-%d: v%d\r\n",
+		                      i % 2 ? "Hdr" : "hDR", i, i);
+	h_set_request(head);
+	for (i = 0; i < 120; i++) {
+		snprintf(expr, sizeof(expr), "http.request.headers[\"x-hdr-%d\"] == \"v%d\"", i, i);
+		if (h_eval(expr) != (i < 90))
+			fail_msg("%s: wrong", expr);
+		snprintf(expr, sizeof(expr), "count(http.request.headers[\"X-HDR-%d\"]) == %d", i,
+		         i < 90);
+		if (!h_eval(expr))
+			fail_msg("%s: wrong", expr);
+	}
 }
 
 static void test_connection(void **state)
@@ -156,8 +182,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_table),      cmocka_unit_test(test_args),
-	        cmocka_unit_test(test_headers),    cmocka_unit_test(test_connection),
-	        cmocka_unit_test(test_tcp_input),
+	        cmocka_unit_test(test_headers),    cmocka_unit_test(test_header_filter),
+	        cmocka_unit_test(test_connection), cmocka_unit_test(test_tcp_input),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -21,8 +22,8 @@ static struct moat_ruleset *load_lim(const char *text, const struct moat_rules_l
 	int r;
 
 	h_err_reset();
-	r = moat_rules_load_buffer("test.rules", text, strlen(text), MOAT_RULES_HTTP, lim,
-	                           h_report, NULL, &rs);
+	r = moat_rules_load_buffer("test.rules", text, strlen(text), MOAT_RULES_HTTP, lim, h_report,
+	                           NULL, &rs);
 	if (r != MOAT_OK) {
 		assert_int_equal(r, MOAT_EINVAL);
 		assert_null(rs);
@@ -47,7 +48,8 @@ static void refused(const char *text, unsigned line, unsigned col, const char *r
 	if (strstr(h_err.msg, msg) == NULL)
 		fail_msg("\"%s\" lacks \"%s\"", h_err.msg, msg);
 	if (h_err.line != line || h_err.col != col)
-		fail_msg("\"%s\" at %u:%u, want %u:%u", h_err.msg, h_err.line, h_err.col, line, col);
+		fail_msg("\"%s\" at %u:%u, want %u:%u", h_err.msg, h_err.line, h_err.col, line,
+		         col);
 	if (strcmp(h_err.rule, rule) != 0)
 		fail_msg("\"%s\" in rule \"%s\", want \"%s\"", h_err.msg, h_err.rule, rule);
 }
@@ -100,8 +102,9 @@ static void test_format(void **state)
 	assert_string_equal(r->body, "{\"error\":\"blocked\"}");
 	assert_int_equal(r->enabled, 1);
 	assert_int_equal(r->line, 4);
-	assert_string_equal(r->expr, "http.request.uri.path contains \"/cgi-bin/\"\r\n"
-	                             "       and any(http.request.uri.args[\"cmd\"] contains \";\")");
+	assert_string_equal(r->expr,
+	                    "http.request.uri.path contains \"/cgi-bin/\"\r\n"
+	                    "       and any(http.request.uri.args[\"cmd\"] contains \";\")");
 	r = moat_ruleset_rule(rs, 1);
 	assert_string_equal(r->id, "minimal");
 	assert_string_equal(r->name, "Minimal");
@@ -176,7 +179,8 @@ static void test_refusals(void **state)
 	refused("[rule a/b]\nname = a\nexpr = true\n", 1, 8, "", "a rule id has only letters");
 	refused("[rule a\nname = a\nexpr = true\n", 1, 8, "", "expected ']'");
 	refused("[rule a] x\nname = a\nexpr = true\n", 1, 10, "", "unexpected text after");
-	refused("[rule aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\nname = a\n"
+	refused("[rule aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\nname = "
+	        "a\n"
 	        "expr = true\n",
 	        1, 7, "", "rule id longer than 64 characters");
 	refused("[rule a]\nname = a\nreference = CVE-1 CVE-2\nexpr = true\n", 3, 19, "a",
@@ -254,8 +258,8 @@ static void test_limits(void **state)
 	memset(&lim, 0, sizeof(lim));
 	lim.max_rules = 3;
 	for (i = 0; i < 4; i++)
-		n += (size_t)snprintf(text + n, sizeof(text) - n, "[rule r%d]\nname = r\nexpr = true\n",
-		                      i);
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		                      "[rule r%d]\nname = r\nexpr = true\n", i);
 	assert_null(load_lim(text, &lim));
 	assert_non_null(strstr(h_err.msg, "more than 3 rules in one file"));
 	assert_int_equal(h_err.line, 10);
@@ -408,12 +412,13 @@ static void test_documented_patches(void **state)
 	assert_string_equal(verdict(rs, "GET /cgi-bin/diag.cgi?host=1.1.1.1%7Cid HTTP/1.1\r\n"
 	                                "Host: cam\r\n"),
 	                    "cve-2026-0001");
-	assert_string_equal(verdict(rs, "GET /cgi-bin/diag.cgi?host=8.8.8.8 HTTP/1.1\r\nHost: cam\r\n"),
-	                    "-");
+	assert_string_equal(
+	        verdict(rs, "GET /cgi-bin/diag.cgi?host=8.8.8.8 HTTP/1.1\r\nHost: cam\r\n"), "-");
 	assert_string_equal(verdict(rs, "GET /api/search?q=a%3Bb HTTP/1.1\r\nHost: cam\r\n"), "-");
 	/* path traversal, single and double encoded, any case */
-	assert_string_equal(verdict(rs, "GET /static/..%2f..%2fetc/passwd HTTP/1.1\r\nHost: cam\r\n"),
-	                    "traversal-encoded");
+	assert_string_equal(
+	        verdict(rs, "GET /static/..%2f..%2fetc/passwd HTTP/1.1\r\nHost: cam\r\n"),
+	        "traversal-encoded");
 	assert_string_equal(verdict(rs, "GET /static/%2e%2e%2F%2E%2E%2fetc/passwd HTTP/1.1\r\n"
 	                                "Host: cam\r\n"),
 	                    "traversal-encoded");
@@ -428,22 +433,60 @@ static void test_documented_patches(void **state)
 	assert_string_equal(verdict(rs, "GET /static/app.js HTTP/1.1\r\nHost: cam\r\n"), "-");
 	assert_string_equal(verdict(rs, "GET /static/v1..2/app.js HTTP/1.1\r\nHost: cam\r\n"), "-");
 	/* the auth bypass: only that model, only below that firmware */
-	assert_string_equal(verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"),
-	                    "cam1-debug-auth-bypass");
+	assert_string_equal(
+	        verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"),
+	        "cam1-debug-auth-bypass");
 	assert_int_equal(moat_ruleset_rule(rs, 2)->status, 401);
 	h_dev.firmware = "2.1.0";
-	assert_string_equal(verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"),
-	                    "-");
+	assert_string_equal(
+	        verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"), "-");
 	h_dev.firmware = "2.1.0-rc.2";
-	assert_string_equal(verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"),
-	                    "cam1-debug-auth-bypass");
+	assert_string_equal(
+	        verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"),
+	        "cam1-debug-auth-bypass");
 	h_dev.firmware = "2.0.9";
 	h_dev.model = "CAM-2";
-	assert_string_equal(verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"),
-	                    "-");
+	assert_string_equal(
+	        verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\nX-Debug-Auth: 1\r\n"), "-");
 	h_dev.model = "CAM-1";
 	assert_string_equal(verdict(rs, "GET /api/config HTTP/1.1\r\nHost: cam\r\n"), "-");
 	moat_ruleset_free(rs);
+}
+
+/* Every ```ini block of docs/rules.md is a rules file that loads (run from the top of the
+ * tree, as `make unit` does; skipped elsewhere). */
+static void test_doc_examples(void **state)
+{
+	static char doc[1 << 17];
+	FILE *f = fopen("docs/rules.md", "r");
+	size_t n;
+	char *p;
+	int blocks = 0;
+
+	(void)state;
+	if (f == NULL) {
+		skip();
+		return;
+	}
+	n = fread(doc, 1, sizeof(doc) - 1, f);
+	fclose(f);
+	doc[n] = '\0';
+	for (p = strstr(doc, "```ini\n"); p != NULL; p = strstr(p, "```ini\n")) {
+		char *start = p + 7, *end = strstr(start, "```");
+		struct moat_ruleset *rs;
+
+		assert_non_null(end);
+		*end = '\0';
+		rs = load(start);
+		if (rs == NULL)
+			fail_msg("docs/rules.md example %d refused at %u:%u: %s\n%s", blocks + 1,
+			         h_err.line, h_err.col, h_err.msg, h_err.source);
+		assert_true(moat_ruleset_count(rs) > 0);
+		moat_ruleset_free(rs);
+		blocks++;
+		p = end + 1;
+	}
+	assert_true(blocks >= 6);
 }
 
 int main(void)
@@ -457,6 +500,7 @@ int main(void)
 	        cmocka_unit_test(test_limits),
 	        cmocka_unit_test(test_load_file),
 	        cmocka_unit_test(test_documented_patches),
+	        cmocka_unit_test(test_doc_examples),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -168,8 +168,8 @@ static MOAT_UNUSED int h_eval(const char *expr)
 
 /* Asserts that an expression is refused with a message containing `msg` at line 1, column
  * `col` of the expression itself (moat_rules_check_expr). */
-static MOAT_UNUSED void h_refused_scope(const char *expr, enum moat_rules_scope scope,
-                                        unsigned col, const char *msg)
+static MOAT_UNUSED void h_refused_scope(const char *expr, enum moat_rules_scope scope, unsigned col,
+                                        const char *msg)
 {
 	h_err_reset();
 	if (moat_rules_check_expr(expr, scope, NULL, h_report, NULL) != MOAT_EINVAL)

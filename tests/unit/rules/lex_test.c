@@ -44,17 +44,17 @@ static void test_operators(void **state)
 		const char *src;
 		enum moat_rules_tok kind;
 	} cases[] = {
-	        {"==", MOAT_TK_EQ},        {"eq", MOAT_TK_EQ},         {"!=", MOAT_TK_NE},
-	        {"ne", MOAT_TK_NE},        {"<", MOAT_TK_LT},          {"lt", MOAT_TK_LT},
-	        {"<=", MOAT_TK_LE},        {"le", MOAT_TK_LE},         {">", MOAT_TK_GT},
-	        {"gt", MOAT_TK_GT},        {">=", MOAT_TK_GE},         {"ge", MOAT_TK_GE},
-	        {"and", MOAT_TK_AND},      {"&&", MOAT_TK_AND},        {"or", MOAT_TK_OR},
-	        {"||", MOAT_TK_OR},        {"xor", MOAT_TK_XOR},       {"^^", MOAT_TK_XOR},
-	        {"not", MOAT_TK_NOT},      {"!", MOAT_TK_NOT},         {"contains", MOAT_TK_CONTAINS},
-	        {"matches", MOAT_TK_MATCHES}, {"in", MOAT_TK_IN},      {"true", MOAT_TK_TRUE},
-	        {"false", MOAT_TK_FALSE},  {"(", MOAT_TK_LPAREN},      {")", MOAT_TK_RPAREN},
-	        {"{", MOAT_TK_LBRACE},     {"}", MOAT_TK_RBRACE},      {"[", MOAT_TK_LBRACKET},
-	        {"]", MOAT_TK_RBRACKET},   {",", MOAT_TK_COMMA},
+	        {"==", MOAT_TK_EQ},           {"eq", MOAT_TK_EQ},    {"!=", MOAT_TK_NE},
+	        {"ne", MOAT_TK_NE},           {"<", MOAT_TK_LT},     {"lt", MOAT_TK_LT},
+	        {"<=", MOAT_TK_LE},           {"le", MOAT_TK_LE},    {">", MOAT_TK_GT},
+	        {"gt", MOAT_TK_GT},           {">=", MOAT_TK_GE},    {"ge", MOAT_TK_GE},
+	        {"and", MOAT_TK_AND},         {"&&", MOAT_TK_AND},   {"or", MOAT_TK_OR},
+	        {"||", MOAT_TK_OR},           {"xor", MOAT_TK_XOR},  {"^^", MOAT_TK_XOR},
+	        {"not", MOAT_TK_NOT},         {"!", MOAT_TK_NOT},    {"contains", MOAT_TK_CONTAINS},
+	        {"matches", MOAT_TK_MATCHES}, {"in", MOAT_TK_IN},    {"true", MOAT_TK_TRUE},
+	        {"false", MOAT_TK_FALSE},     {"(", MOAT_TK_LPAREN}, {")", MOAT_TK_RPAREN},
+	        {"{", MOAT_TK_LBRACE},        {"}", MOAT_TK_RBRACE}, {"[", MOAT_TK_LBRACKET},
+	        {"]", MOAT_TK_RBRACKET},      {",", MOAT_TK_COMMA},
 	};
 	struct moat_rules_token t[4];
 	struct moat_rules_lexer lx;
@@ -199,9 +199,8 @@ static void test_numbers_and_ips(void **state)
 	assert_true(t[3].num == INT64_MAX);
 	assert_true(t[4].num == INT64_MIN);
 
-	assert_int_equal(lex_all("10.0.0.0/8 192.0.2.1 ::1 2001:db8::/32 ::ffff:1.2.3.4", t, 8,
-	                         &lx),
-	                 5);
+	assert_int_equal(
+	        lex_all("10.0.0.0/8 192.0.2.1 ::1 2001:db8::/32 ::ffff:1.2.3.4", t, 8, &lx), 5);
 	assert_int_equal(t[0].kind, MOAT_TK_IP);
 	assert_int_equal(t[0].ip.prefix, 96 + 8);
 	assert_int_equal(t[1].ip.prefix, 128);

@@ -180,8 +180,7 @@ static void test_comparisons(void **state)
 	(void)state;
 	shape("x eq 1", "(== x 1)");
 	shape("x ne 1", "(!= x 1)");
-	shape("x lt 1 or x le 2 or x gt 3 or x ge 4",
-	      "(or (< x 1) (<= x 2) (> x 3) (>= x 4))");
+	shape("x lt 1 or x le 2 or x gt 3 or x ge 4", "(or (< x 1) (<= x 2) (> x 3) (>= x 4))");
 	shape("x < 1 or x <= 2 or x > 3 or x >= 4", "(or (< x 1) (<= x 2) (> x 3) (>= x 4))");
 	shape("x matches r\"^a\\d\"", "(matches x \"^a\\d\")");
 	shape("x in {\"a\" \"b\", \"c\"}", "(in x {\"a\" \"b\" \"c\"})");

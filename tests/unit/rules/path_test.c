@@ -149,7 +149,8 @@ static void test_fields(void **state)
 	h_set_request("GET /static/..%252f..%252fetc/passwd HTTP/1.1\r\nHost: a\r\n");
 	assert_true_expr("http.request.uri.path == \"/static/..%2f..%2fetc/passwd\"");
 	assert_true_expr("url_decode(http.request.uri.path) contains \"../\"");
-	assert_true_expr("url_decode(url_decode(lower(http.request.uri.path.raw))) contains \"../\"");
+	assert_true_expr(
+	        "url_decode(url_decode(lower(http.request.uri.path.raw))) contains \"../\"");
 	h_set_request("GET /STATIC/%2E%2E%5C HTTP/1.1\r\nHost: a\r\n");
 	assert_true_expr("lower(http.request.uri.path) == \"/static/..\\\\\"");
 	/* absolute-form: the path part only */

@@ -55,9 +55,9 @@ static const char *const values[] = {
 };
 
 static const char *const regexes[] = {
-        "a+b",    "^/a",     "b$",      "(?i)ab",    "[;%]",     "a.b",    "^$",
-        "(a|b)/", "\\\\.\\\\.", "a{2,}",  "^[^/]*$",   "(ab)\\\\1", "\\\\bab", "b\\\\z",
-        "a(?=b)", "(?<!a)b", "x*",      "\\\\Ka",    "(?(?=a)ab|b)", "A",
+        "a+b",    "^/a",        "b$",    "(?i)ab",  "[;%]",         "a.b",     "^$",
+        "(a|b)/", "\\\\.\\\\.", "a{2,}", "^[^/]*$", "(ab)\\\\1",    "\\\\bab", "b\\\\z",
+        "a(?=b)", "(?<!a)b",    "x*",    "\\\\Ka",  "(?(?=a)ab|b)", "A",
 };
 
 /* One random condition on one value, written into out. */
@@ -255,7 +255,9 @@ static void test_corners(void **state)
 	h_set_request("GET /a/B%0a?v=Ab%0bc HTTP/1.1\r\nHost: h\r\n"
 	              "X-A: one\r\nX-A: \r\nX-A: two\r\n");
 	/* several patterns on one value so that it gets a database, plus the tested one */
-#define WITH(e) "http.request.uri.args[\"v\"] contains \"zz\" or http.request.uri.args[\"v\"] matches \"^qq\" or " e
+#define WITH(e)                                                                                    \
+	"http.request.uri.args[\"v\"] contains \"zz\" or http.request.uri.args[\"v\"] matches "    \
+	"\"^qq\" or " e
 	/* PCRE2's \s includes VT, and so does Hyperscan's */
 	both(WITH("http.request.uri.args[\"v\"] matches \"b\\\\sc\""), 1);
 	/* patterns Hyperscan refuses even as a prefilter: evaluated by PCRE2 alone */
@@ -267,23 +269,37 @@ static void test_corners(void **state)
 	both(WITH("http.request.uri.args[\"v\"] contains \"\\x00\""), 0);
 	/* anchors: $ before a final newline (the path ends with one) */
 	both("http.request.uri.path matches \"B$\" or http.request.uri.path matches \"^/x\"", 1);
-	both("http.request.uri.path matches \"B\\\\z\" or http.request.uri.path matches \"^/x\"", 0);
-	both("ends_with(http.request.uri.path, \"B\") or starts_with(http.request.uri.path, \"/x\")",
+	both("http.request.uri.path matches \"B\\\\z\" or http.request.uri.path matches \"^/x\"",
+	     0);
+	both("ends_with(http.request.uri.path, \"B\") or starts_with(http.request.uri.path, "
+	     "\"/x\")",
 	     0);
 	both("http.request.uri.path == \"/a/B\" or http.request.uri.path == \"/a/B\\n\"", 1);
 	/* caseless literals share the raw value's database */
-	both("lower(http.request.uri.args[\"v\"]) contains \"ab\\x0bc\" and http.request.uri.args[\"v\"] contains \"A\"", 1);
-	both("lower(http.request.uri.args[\"v\"]) == \"ab\\x0bc\" or upper(http.request.uri.args[\"v\"]) == \"AB\\x0bC\"", 1);
-	both("upper(http.request.uri.args[\"v\"]) in {\"AB\\x0bC\" \"X\"} and lower(http.request.uri.args[\"v\"]) != \"ab\"",
+	both("lower(http.request.uri.args[\"v\"]) contains \"ab\\x0bc\" and "
+	     "http.request.uri.args[\"v\"] contains \"A\"",
 	     1);
-	both("starts_with(lower(http.request.uri.args[\"v\"]), \"ab\") and ends_with(upper(http.request.uri.args[\"v\"]), "
+	both("lower(http.request.uri.args[\"v\"]) == \"ab\\x0bc\" or "
+	     "upper(http.request.uri.args[\"v\"]) == \"AB\\x0bC\"",
+	     1);
+	both("upper(http.request.uri.args[\"v\"]) in {\"AB\\x0bC\" \"X\"} and "
+	     "lower(http.request.uri.args[\"v\"]) != \"ab\"",
+	     1);
+	both("starts_with(lower(http.request.uri.args[\"v\"]), \"ab\") and "
+	     "ends_with(upper(http.request.uri.args[\"v\"]), "
 	     "\"\\x0bC\")",
 	     1);
 	/* empty literals never go into Hyperscan */
-	both("http.request.uri.args[\"v\"] contains \"\" and http.request.uri.path contains \"/\"", 1);
-	both("http.request.headers[\"x-a\"] == \"\" and http.request.headers[\"x-a\"] == \"one\"", 1);
-	both("http.request.headers[\"x-a\"] in {\"\" \"zz\"} or http.request.uri.args[\"v\"] == \"q\"", 1);
-	both("starts_with(http.request.uri.args[\"v\"], \"\") and ends_with(http.request.uri.args[\"v\"], \"\")", 1);
+	both("http.request.uri.args[\"v\"] contains \"\" and http.request.uri.path contains \"/\"",
+	     1);
+	both("http.request.headers[\"x-a\"] == \"\" and http.request.headers[\"x-a\"] == \"one\"",
+	     1);
+	both("http.request.headers[\"x-a\"] in {\"\" \"zz\"} or http.request.uri.args[\"v\"] == "
+	     "\"q\"",
+	     1);
+	both("starts_with(http.request.uri.args[\"v\"], \"\") and "
+	     "ends_with(http.request.uri.args[\"v\"], \"\")",
+	     1);
 	/* per element: both conditions on the same header line */
 	both("any(http.request.headers[\"x-a\"] contains \"o\" and "
 	     "http.request.headers[\"x-a\"] contains \"w\")",
@@ -295,10 +311,15 @@ static void test_corners(void **state)
 	both("all(http.request.headers[\"x-a\"] matches \"o\")", 0);
 	both("any(lower(device.tags) contains \"out\" and device.tags matches \"^O\")", 1);
 	/* a guard inside a negation is not a guard */
-	both("not http.request.uri.args[\"v\"] contains \"zz\" and not http.request.uri.args[\"v\"] matches \"^qq\"", 1);
-	both("not (http.request.uri.args[\"v\"] contains \"zz\" or http.request.uri.args[\"v\"] == \"Ab\\x0bc\")", 0);
+	both("not http.request.uri.args[\"v\"] contains \"zz\" and not "
+	     "http.request.uri.args[\"v\"] matches \"^qq\"",
+	     1);
+	both("not (http.request.uri.args[\"v\"] contains \"zz\" or http.request.uri.args[\"v\"] == "
+	     "\"Ab\\x0bc\")",
+	     0);
 	/* one pattern shared by many rules, and the same literal as contains and == */
-	both("http.request.uri.args[\"v\"] contains \"Ab\" and http.request.uri.args[\"v\"] == \"Ab\\x0bc\" and "
+	both("http.request.uri.args[\"v\"] contains \"Ab\" and http.request.uri.args[\"v\"] == "
+	     "\"Ab\\x0bc\" and "
 	     "starts_with(http.request.uri.args[\"v\"], \"Ab\")",
 	     1);
 #undef WITH
@@ -318,10 +339,11 @@ static void test_databases(void **state)
 	assert_int_equal(rs->guard[0].pat, MOAT_RULES_NONE);
 	moat_ruleset_free(rs);
 	/* two values with several patterns each: two databases; lower() joins its argument's */
-	rs = h_compile("http.user_agent contains \"a\" or lower(http.user_agent) contains \"b\" or "
-	               "http.request.uri.path == \"/x\" or starts_with(http.request.uri.path, \"/y\") "
-	               "or http.request.method == \"GET\"",
-	               MOAT_RULES_HTTP);
+	rs = h_compile(
+	        "http.user_agent contains \"a\" or lower(http.user_agent) contains \"b\" or "
+	        "http.request.uri.path == \"/x\" or starts_with(http.request.uri.path, \"/y\") "
+	        "or http.request.method == \"GET\"",
+	        MOAT_RULES_HTTP);
 	moat_ruleset_stats(rs, &st);
 	assert_int_equal(st.prefilter_databases, 2);
 	moat_ruleset_free(rs);

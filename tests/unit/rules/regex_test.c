@@ -93,8 +93,8 @@ static void test_limit_configurable(void **state)
 	in = h_input();
 	memset(&lim, 0, sizeof(lim));
 	lim.regex_match_limit = 1;
-	assert_int_equal(moat_rules_load_buffer("l", text, strlen(text), MOAT_RULES_HTTP, &lim, NULL,
-	                                        NULL, &rs),
+	assert_int_equal(moat_rules_load_buffer("l", text, strlen(text), MOAT_RULES_HTTP, &lim,
+	                                        NULL, NULL, &rs),
 	                 MOAT_OK);
 	/* a limit of 1 stops even this match: counted as no match */
 	assert_false(h_eval_rule(rs, 0, &in));

@@ -66,9 +66,9 @@ static void test_concurrent(void **state)
 	for (i = 0; i < 3; i++) {
 		const char *err;
 
-		assert_int_equal(moat_http_parse_request(heads[i], strlen(heads[i]), NULL, &reqs[i],
-		                                         &err),
-		                 MOAT_OK);
+		assert_int_equal(
+		        moat_http_parse_request(heads[i], strlen(heads[i]), NULL, &reqs[i], &err),
+		        MOAT_OK);
 	}
 	assert_int_equal(moat_rules_load_buffer("t", rules_text, strlen(rules_text),
 	                                        MOAT_RULES_HTTP, NULL, NULL, NULL, &shared),
@@ -83,10 +83,11 @@ static void test_concurrent(void **state)
 		struct moat_ruleset *rs = NULL;
 
 		for (k = 0; k < 100; k++)
-			n += (size_t)snprintf(text + n, sizeof(text) - n,
-			                      "[rule r%d]\nname = r\nexpr = http.user_agent matches "
-			                      "\"a%d(b|c)+d{%d}\" or http.request.uri.path contains \"/p%d\"\n",
-			                      k, k * i, k % 5 + 1, k);
+			n += (size_t)snprintf(
+			        text + n, sizeof(text) - n,
+			        "[rule r%d]\nname = r\nexpr = http.user_agent matches "
+			        "\"a%d(b|c)+d{%d}\" or http.request.uri.path contains \"/p%d\"\n",
+			        k, k * i, k % 5 + 1, k);
 		assert_int_equal(moat_rules_load_buffer("big", text, n, MOAT_RULES_HTTP, NULL, NULL,
 		                                        NULL, &rs),
 		                 MOAT_OK);
