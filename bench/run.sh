@@ -16,6 +16,7 @@
 #   TLS [1.3]       1.2 | 1.3                   PORT_BASE [24400]
 #   TESTS ["rps handshake idle latency"]        PROXIES ["moatd haproxy nginx"]
 #   ORIGIN_CPU [the load core]                  NO_PIN [0]       1: do not pin anything
+#   TCP [1]         1: then run bench/tcp.sh (moatd TCP listeners against HAProxy mode tcp)
 set -uo pipefail # no -e: one proxy failing must not end the run
 
 MOATD=${1:-}
@@ -774,3 +775,9 @@ done
 	echo "all runs ($OUT/results.txt):"
 	sed 's/^/  /' "$OUT/results.txt" 2>/dev/null
 } | tee "$OUT/summary.txt"
+
+# ---- TCP listeners: bench/tcp.sh, with the same moatd and environment ----
+if [ "${TCP:-1}" = 1 ]; then
+	echo
+	"$ROOT/bench/tcp.sh" "$MOATD"
+fi

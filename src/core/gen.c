@@ -102,11 +102,20 @@ static void rules_error(void *arg, const struct moat_rules_error *e)
 
 	n = snprintf(msg, sizeof(msg), "column %u: %s%s%s%s", e->col, e->rule_id ? "rule " : "",
 	             e->rule_id ? e->rule_id : "", e->rule_id ? ": " : "", e->msg);
-	if (e->source_line != NULL && n > 0 && (size_t)n < sizeof(msg)) {
-		int w = snprintf(msg + n, sizeof(msg) - (size_t)n, "\n    %s\n    %*s^",
-		                 e->source_line, e->col > 1 ? (int)e->col - 1 : 0, "");
+	if (e->source_line != NULL && n > 0 && (size_t)n < sizeof(msg) - 8) {
+		size_t len = (size_t)n;
 
-		(void)w;
+		len += (size_t)snprintf(msg + len, sizeof(msg) - len, "\n    %s\n    ",
+		                        e->source_line);
+		/* the caret's padding copies the line's tabs, so it lands under the column
+		 * whatever the tab width */
+		for (unsigned i = 0;
+		     i + 1 < e->col && e->source_line[i] != '\0' && len < sizeof(msg) - 2; i++)
+			msg[len++] = e->source_line[i] == '\t' ? '\t' : ' ';
+		if (len < sizeof(msg) - 1) {
+			msg[len++] = '^';
+			msg[len] = '\0';
+		}
 	}
 	r->report(r->arg, e->file, e->line, msg);
 }

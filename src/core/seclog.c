@@ -45,6 +45,7 @@ void moat_seclog_hit(void *arg, const struct moat_rule *r)
 	field(&l, "outcome",
 	      dry ? (r->action == MOAT_RULE_BLOCK   ? "would block"
 	             : r->action == MOAT_RULE_CLOSE ? "would close"
+	             : r->action == MOAT_RULE_ALLOW ? "would allow"
 	                                            : "would log")
 	          : (r->action == MOAT_RULE_BLOCK   ? "blocked"
 	             : r->action == MOAT_RULE_CLOSE ? "closed"

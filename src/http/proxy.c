@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -30,6 +31,7 @@
 #define CHUNK_MAX_LINE 4096
 #define CHUNK_FRAMING 32 /* room kept for a chunk's size line and CRLF */
 #define CLOSING_TIMEOUT_MS 5000
+#define LINGER_TIMEOUT_MS 3000 /* how long a closing connection keeps discarding input */
 
 enum conn_state {
 	CS_HANDSHAKE = 0,
@@ -86,6 +88,7 @@ struct moat_http_conn {
 	unsigned draining : 1, close_after : 1, resumed : 1, up_eof : 1, up_failed : 1;
 	unsigned head_dirty : 1; /* bytes arrived that may complete or refuse the head */
 	unsigned up_err : 1; /* the origin connection ended in an error, not a clean close */
+	unsigned lingering : 1; /* closing: our side is shut, the device's input is discarded */
 	uint64_t t_accept, t_head_start, t_last_in, t_last_out, t_origin_act;
 	struct moat_upstream *up;
 	struct request_state rq;
@@ -253,7 +256,9 @@ static void respond_error(struct moat_http_conn *c, int status, const char *code
 		return;
 	}
 	c->out.end += h.len;
+	c->rs.bytes_out = h.len; /* logged now: the answer is queued whole */
 	access_log(c);
+	c->rs.bytes_out = 0;
 	c->state = CS_CLOSING;
 	c->t_last_out = now_ms(c);
 }
@@ -482,32 +487,44 @@ static int prevalidate_chunks(struct moat_http_conn *c, const char *p, size_t le
  * for the device's next request. */
 static void respond_blocked(struct moat_http_conn *c, const struct moat_rule *r)
 {
-	char body[512];
+	char body[1024];
 	struct moat_line b = {body, 0, sizeof(body), 0};
 	struct moat_line h;
+	int keep = c->rq.body_done && c->rq.keep_alive && !c->draining;
+	const char *type = "application/json";
 
-	if (!c->rq.body_done || moat_buf_prepare(&c->out) != MOAT_OK) {
-		respond_error(c, r->status, "blocked", r->id);
+	if (moat_buf_prepare(&c->out) != MOAT_OK) {
+		conn_close(c);
 		return;
 	}
-	moat_line_printf(&b, "{\"error\":\"blocked\",\"rule\":");
-	moat_line_json_str(&b, r->id, strlen(r->id));
-	moat_line_printf(&b, ",\"request_id\":\"%s\"}\n", c->rq.id);
+	if (r->body != NULL) {
+		moat_line_raw(&b, r->body, strlen(r->body));
+		if (r->body[0] != '{' && r->body[0] != '[')
+			type = "text/plain; charset=utf-8";
+	} else {
+		moat_line_printf(&b, "{\"error\":\"blocked\",\"rule\":");
+		moat_line_json_str(&b, r->id, strlen(r->id));
+		moat_line_printf(&b, ",\"request_id\":\"%s\"}\n", c->rq.id);
+	}
 	h = (struct moat_line){moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
-	moat_line_printf(&h,
-	                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu"
-	                 "\r\n%s\r\n",
-	                 r->status, moat_http_reason(r->status), b.len,
-	                 c->rq.keep_alive && !c->draining ? "" : "Connection: close\r\n");
+	moat_line_printf(&h, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+	                 r->status, moat_http_reason(r->status), type, b.len,
+	                 keep ? "" : "Connection: close\r\n");
 	if (!c->rq.is_head)
 		moat_line_raw(&h, body, b.len);
-	if (h.truncated) {
+	if (h.truncated || b.truncated) {
 		conn_close(c);
 		return;
 	}
 	c->out.end += h.len;
 	c->rs.status = r->status;
 	c->rs.started = c->rs.head_done = c->rs.done = 1;
+	if (!keep) {
+		/* the unread body is not wanted: answer, then close (with a lingering read, so the
+		 * device sees the answer rather than a reset) */
+		c->close_after = 1;
+		c->rq.body_done = 1;
+	}
 	c->state = CS_PROXY; /* do_proxy finishes it: log, then the next request or a close */
 }
 
@@ -1217,24 +1234,45 @@ static int do_proxy(struct moat_http_conn *c)
 	return progress;
 }
 
+/*
+ * Closing: flush what is queued, then close "lingering", as nginx does: stop sending (TLS
+ * close_notify and a FIN) and read and discard what the device still sends, for a short
+ * while. Closing at once with unread input makes the kernel send a reset, which can destroy
+ * the answer before the device has read it (a blocked upload, an early error).
+ */
 static int do_closing(struct moat_http_conn *c)
 {
+	char sink[4096];
 	ssize_t n;
 
-	if (moat_buf_len(&c->out) == 0) {
-		conn_close(c);
+	if (moat_buf_len(&c->out) > 0) {
+		n = moat_sock_write(&c->sock, moat_buf_head(&c->out), moat_buf_len(&c->out));
+		if (n > 0) {
+			moat_buf_consume(&c->out, (size_t)n);
+			c->rs.bytes_out += (uint64_t)n;
+			c->t_last_out = now_ms(c);
+			return 1;
+		}
+		if (n != MOAT_EAGAIN)
+			conn_close(c);
 		return 0;
 	}
-	n = moat_sock_write(&c->sock, moat_buf_head(&c->out), moat_buf_len(&c->out));
-	if (n > 0) {
-		moat_buf_consume(&c->out, (size_t)n);
-		c->rs.bytes_out += (uint64_t)n;
+	if (!c->lingering) {
+		c->lingering = 1;
 		c->t_last_out = now_ms(c);
-		return 1;
+		moat_sock_shutdown_write(&c->sock);
 	}
-	if (n != MOAT_EAGAIN)
-		conn_close(c);
-	return 0;
+	/* raw reads: what the device sends now is discarded, so there is nothing to decrypt */
+	for (int i = 0; i < 16; i++) {
+		n = recv(c->sock.fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return 0;
+		conn_close(c); /* the device closed too, or failed */
+		return 0;
+	}
+	return 1;
 }
 
 /* ---- events and timers ------------------------------------------------------------------ */
@@ -1276,6 +1314,10 @@ static void update_watch(struct moat_http_conn *c)
 		 * asking for readability earlier would wake us for nothing, forever */
 		if (!c->rq.body_done && moat_buf_len(&c->in) == 0)
 			ev |= c->sock.rd_wait;
+		break;
+	case CS_CLOSING:
+		if (c->lingering)
+			ev |= UV_READABLE;
 		break;
 	default:
 		break;
@@ -1337,7 +1379,7 @@ static uint64_t next_deadline(struct moat_http_conn *c)
 	case CS_BODY_WAIT:
 		return c->t_last_in + cfg->request_body_timeout;
 	case CS_CLOSING:
-		return c->t_last_out + CLOSING_TIMEOUT_MS;
+		return c->t_last_out + (c->lingering ? LINGER_TIMEOUT_MS : CLOSING_TIMEOUT_MS);
 	default:
 		return UINT64_MAX;
 	}
