@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format clang-tidy cppcheck \
 libssl-dev openssl libuv1-dev libinih-dev libjansson-dev libsqlite3-dev libpcre2-dev \
 zlib1g-dev libzstd-dev libcmocka-dev libhyperscan-dev \
-curl nginx haproxy mosquitto mosquitto-clients python3 python3-pytest procps psmisc"
+curl nginx libnginx-mod-http-modsecurity haproxy mosquitto mosquitto-clients python3 python3-pytest procps psmisc"
 
 missing=""
 for p in $PKGS; do
