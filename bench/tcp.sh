@@ -103,7 +103,6 @@ trap 'log "interrupted"; exit 130' INT TERM
 listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
 REASON= # why the last start_proxy, sanity or wait_listen failed
-MOATD_BINS= # sha256 prefix and mtime of the moatd binary at every start
 
 wait_listen() { # NAME PORT LOGFILE: waits up to 10 s for the port
 	local name=$1 port=$2 logf=$3 i
@@ -143,6 +142,21 @@ done
 mkdir -p "$PKI" "$CONF" "$LOGS" "$OUT" "$B/moatd-data"
 rm -f "$LOGS"/* "$OUT"/*
 cc -O2 -Wall -Wextra -Werror bench/tcpload.c -lssl -lcrypto -o "$TL" || exit 1
+
+# moatd is copied once, so that every measurement uses the same binary even when the tree is
+# rebuilt during the run
+MOATD_RUN=$B/moatd
+MOATD_ID=
+for i in 1 2 3 4 5; do # a binary being relinked right now is retried a few times
+	rm -f "$MOATD_RUN"
+	if [ -x "$MOATD" ] && cp "$MOATD" "$MOATD_RUN" && "$MOATD_RUN" -v >/dev/null 2>&1; then
+		MOATD_ID="$(sha256sum "$MOATD_RUN" | cut -c1-12), built $(date -u -r "$MOATD" +%Y-%m-%dT%H:%M:%SZ)"
+		break
+	fi
+	rm -f "$MOATD_RUN"
+	[ -e "$MOATD" ] || break
+	sleep 3
+done
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 FD_LIMIT=$(ulimit -n)
@@ -283,13 +297,12 @@ start_proxy() { # NAME: sets REASON on failure
 	fi
 	case $p in
 	moatd)
-		[ -x "$MOATD" ] || { REASON="$MOATD not found (not built yet)"; return 1; }
-		if ! "$MOATD" -t -c "$CONF/moatd.conf" >"$LOGS/moatd-check.out" 2>&1; then
+		[ -x "$MOATD_RUN" ] || { REASON="$MOATD not found (not built yet)"; return 1; }
+		if ! "$MOATD_RUN" -t -c "$CONF/moatd.conf" >"$LOGS/moatd-check.out" 2>&1; then
 			REASON="configuration refused: $(head -n 2 "$LOGS/moatd-check.out" | tr '\n' ' ')"
 			return 1
 		fi
-		MOATD_BINS+="$(sha256sum "$MOATD" | cut -c1-12) $(date -u -r "$MOATD" +%H:%M:%S)"$'\n'
-		"${PIN_PROXY[@]}" "$MOATD" -c "$CONF/moatd.conf" >>"$logf" 2>&1 &
+		"${PIN_PROXY[@]}" "$MOATD_RUN" -c "$CONF/moatd.conf" >>"$logf" 2>&1 &
 		;;
 	haproxy)
 		"${PIN_PROXY[@]}" haproxy -db -f "$CONF/haproxy.cfg" >>"$logf" 2>&1 &
@@ -521,8 +534,8 @@ dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (
 	echo "moat TCP bench - $(date -u +%Y-%m-%d), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr)"
 	echo "WORKERS=$WORKERS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT TLS $TLS; median of $REPEAT runs; MB = 10^6 bytes"
 	echo "pinning: $PINNING"
-	echo "haproxy $(haproxy -v | head -n 1 | awk '{print $3}'), $(openssl version | awk '{print $1, $2}')$([ -z "${NA[moatd]:-}" ] && [ -x "$MOATD" ] && echo ", $("$MOATD" -v 2>&1 | head -n 1)")"
-	[ -n "$MOATD_BINS" ] && echo "moatd binary (sha256 prefix, built at UTC): $(sort -u <<<"$MOATD_BINS" | grep . | paste -sd, | sed 's/,/, /g')$([ "$(sort -u <<<"$MOATD_BINS" | grep -c .)" -gt 1 ] && echo " - CHANGED during the run")"
+	echo "haproxy $(haproxy -v | head -n 1 | awk '{print $3}'), $(openssl version | awk '{print $1, $2}')$([ -x "$MOATD_RUN" ] && echo ", $("$MOATD_RUN" -v 2>&1 | head -n 1)")"
+	[ -n "$MOATD_ID" ] && echo "moatd binary: $MOATD (sha256 $MOATD_ID), copied at the start and used throughout"
 	echo "buffers: moatd tcp_buffer ${MOAT_TCP_BUFFER:-64k (default)} per direction; HAProxy tune.bufsize ${HA_BUFSIZE:-16384 (default)}"
 	echo "ran $START .. $END; load average $LOAD_BEFORE at the start, $LOAD_AFTER at the end"
 	echo

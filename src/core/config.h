@@ -90,9 +90,9 @@ struct moat_config_tenant {
 	/* line numbers of the keys, for errors found when loading the files they name */
 	unsigned line, cert_line, key_line, device_ca_line, crl_line, origin_line, origin_ca_line;
 	unsigned tcp_origin_line;
-	char *rules;     /* virtual patches for HTTP listeners (docs/rules.md); NULL if none */
+	char *rules; /* virtual patches for HTTP listeners (docs/rules.md); NULL if none */
 	char *tcp_rules; /* rules for TCP listeners: connection fields only; NULL if none */
-	char *devices;   /* per-device facts (model, firmware, tags) for device.* fields */
+	char *devices; /* per-device facts (model, firmware, tags) for device.* fields */
 	unsigned rules_line, tcp_rules_line, devices_line;
 };
 
@@ -124,7 +124,7 @@ struct moat_config {
 	uint64_t request_body_min_rate; /* bytes/s averaged over a body; 0 = off */
 	unsigned origin_keepalive; /* idle origin connections kept per worker and tenant */
 	size_t tcp_buffer; /* TCP listeners: bytes buffered per direction per connection */
-	char *security_log;      /* one JSON line per rule hit; NULL: none */
+	char *security_log; /* one JSON line per rule hit; NULL: none */
 	size_t rules_body_limit; /* bytes of a request body the rules may inspect */
 
 	struct moat_config_listener *listeners;

@@ -1,6 +1,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -120,23 +121,38 @@ static void rules_error(void *arg, const struct moat_rules_error *e)
 	r->report(r->arg, e->file, e->line, msg);
 }
 
+static int by_rule_id(const void *a, const void *b)
+{
+	return strcmp((*(struct moat_rule *const *)a)->id, (*(struct moat_rule *const *)b)->id);
+}
+
 static void carry_counters(struct moat_ruleset *to, const struct moat_ruleset *from)
 {
 	/* Hit counters survive reloads for rules that keep their id. A worker may still count
 	 * a hit or two on the old generation after the copy; those are lost. */
-	for (size_t i = 0; from != NULL && i < moat_ruleset_count(to); i++) {
+	size_t n = from != NULL ? moat_ruleset_count(from) : 0;
+	struct moat_rule **old;
+
+	if (n == 0)
+		return;
+	old = moat_calloc(n, sizeof(*old));
+	if (old == NULL)
+		return; /* counters restart from zero: not worth refusing a reload over */
+	for (size_t j = 0; j < n; j++)
+		old[j] = moat_ruleset_rule(from, j);
+	qsort(old, n, sizeof(*old), by_rule_id);
+	for (size_t i = 0; i < moat_ruleset_count(to); i++) {
 		struct moat_rule *r = moat_ruleset_rule(to, i);
+		struct moat_rule key, *kp = &key, **o;
 
-		for (size_t j = 0; j < moat_ruleset_count(from); j++) {
-			struct moat_rule *o = moat_ruleset_rule(from, j);
-
-			if (strcmp(o->id, r->id) != 0)
-				continue;
-			atomic_store(&r->hits_enforce, atomic_load(&o->hits_enforce));
-			atomic_store(&r->hits_dry_run, atomic_load(&o->hits_dry_run));
-			break;
-		}
+		memcpy(key.id, r->id, sizeof(key.id));
+		o = bsearch(&kp, old, n, sizeof(*old), by_rule_id);
+		if (o == NULL)
+			continue;
+		atomic_store(&r->hits_enforce, atomic_load(&(*o)->hits_enforce));
+		atomic_store(&r->hits_dry_run, atomic_load(&(*o)->hits_dry_run));
 	}
+	moat_free(old);
 }
 
 static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cfg,

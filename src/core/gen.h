@@ -45,9 +45,9 @@ struct moat_tenant {
 	 * device id source. Sessions and open connections made under another digest are not
 	 * trusted after a reload. */
 	unsigned char trust_digest[32];
-	struct moat_ruleset *rules;     /* virtual patches for HTTP requests; NULL if none */
+	struct moat_ruleset *rules; /* virtual patches for HTTP requests; NULL if none */
 	struct moat_ruleset *tcp_rules; /* rules applied when a TCP connection is made */
-	struct moat_devices *devices;   /* device.* facts; NULL if none */
+	struct moat_devices *devices; /* device.* facts; NULL if none */
 	struct moat_gen *gen;
 };
 

@@ -10,11 +10,11 @@
 struct moat_seclog_ctx {
 	const char *listener;
 	const char *tenant;
-	const char *device;    /* "" if none */
+	const char *device; /* "" if none */
 	const char *remote_ip;
 	unsigned remote_port;
-	const char *method;    /* NULL on TCP listeners */
-	const char *path;      /* NULL on TCP listeners */
+	const char *method; /* NULL on TCP listeners */
+	const char *path; /* NULL on TCP listeners */
 	const char *request_id; /* or the connection id on TCP listeners */
 };
 

@@ -384,7 +384,12 @@ void moat_worker_destroy(struct moat_worker *w)
 int moat_worker_rules_scratch(struct moat_worker *w, const struct moat_ruleset *rs,
                               struct moat_rules_scratch *out)
 {
-	size_t need = moat_ruleset_scratch_size(rs);
+	const struct moat_config *cfg = w->gen->cfg;
+	const struct moat_http_limits lim = {cfg->max_request_line, cfg->max_header_size,
+	                                     cfg->max_headers};
+	/* sized for the largest request these limits admit: a value that did not fit would be
+	 * "missing", and a rule would fail open */
+	size_t need = moat_ruleset_scratch_size_for(rs, &lim);
 
 	if (need > w->rules_scratch_cap) {
 		char *p = moat_realloc(w->rules_scratch, need);

@@ -1104,9 +1104,176 @@ int moat_ruleset_needs_body(const struct moat_ruleset *rs)
 	return rs != NULL && rs->needs_body;
 }
 
+/* Bounds for values that do not come from the request head: they come from the TLS layer
+ * or the operator's device records. A longer one, or more tags, can overflow (counted). */
+#define OTHER_STRING_MAX 4096
+#define TAGS_MAX 256
+#define ALLOC_SLACK 8 /* alignment lost per arena allocation */
+
+/* Keyed slots (args["k"], headers["k"] and functions of them) of one field, bounded together:
+ * each argument or header line has one name, so the elements of all keys add up to at most
+ * the number of arguments or lines, and their bytes to at most the query or the head. */
+struct family {
+	size_t slots; /* keyed slots of the family */
+	size_t mult; /* most slots derived from one key */
+	size_t copies; /* lower/upper/url_decode slots among them */
+	size_t maxwords; /* widest prefilter row among them */
+};
+
+/*
+ * The most arena bytes one evaluation can use, for requests within the given HTTP limits:
+ * every slot computed, at its largest (fields.c allocates no more than is counted here). With
+ * this much, no value of such a request is ever missing for lack of room, so an attacker
+ * cannot make a rule fail open by sending a large request.
+ */
+static size_t arena_bound(const struct moat_ruleset *rs, const struct moat_http_limits *hl)
+{
+	size_t line = hl != NULL && hl->max_request_line ? hl->max_request_line : 8192;
+	size_t head = hl != NULL && hl->max_head ? hl->max_head : 32768;
+	size_t nh = hl != NULL && hl->max_headers ? hl->max_headers : MOAT_HTTP_MAX_HEADERS;
+	size_t nargs = (line + 1) / 2 + 1, total = 0, *bytes, *elems, *mult;
+	struct family fam[2] = {{0}, {0}}; /* args, headers */
+	int args = 0;
+	uint32_t i, k;
+
+	if (nh > MOAT_HTTP_MAX_HEADERS)
+		nh = MOAT_HTTP_MAX_HEADERS;
+	bytes = moat_calloc(rs->nslots ? rs->nslots : 1, sizeof(*bytes));
+	elems = moat_calloc(rs->nslots ? rs->nslots : 1, sizeof(*elems));
+	mult = moat_calloc(rs->nslots ? rs->nslots : 1, sizeof(*mult));
+	if (bytes == NULL || elems == NULL || mult == NULL) {
+		moat_free(bytes);
+		moat_free(elems);
+		moat_free(mult);
+		return 16u << 20; /* generous, and only reached without memory */
+	}
+	/* slots are created after the slots they read, so one pass in index order works */
+	for (i = 0; i < rs->nslots; i++) {
+		const struct moat_rules_slot *sd = &rs->slots[i];
+		const struct moat_rules_slot *root =
+		        sd->list && sd->root != MOAT_RULES_NONE ? &rs->slots[sd->root] : NULL;
+		size_t b = OTHER_STRING_MAX, n = 1, alloc = 0;
+
+		if (root != NULL && root->keylen > 0) {
+			struct family *f = &fam[root->field == MOAT_F_HEADERS];
+
+			args |= root->field == MOAT_F_ARGS;
+			f->slots++;
+			if (++mult[sd->root] > f->mult)
+				f->mult = mult[sd->root];
+			f->copies += sd->op == MOAT_SLOT_LOWER || sd->op == MOAT_SLOT_UPPER ||
+			             sd->op == MOAT_SLOT_URLDEC;
+			if (sd->db >= 0 && sd->words > f->maxwords)
+				f->maxwords = sd->words;
+			continue;
+		}
+		switch (sd->op) {
+		case MOAT_SLOT_FIELD:
+			switch (sd->field) {
+			case MOAT_F_IP_SRC:
+				alloc = 16;
+				break;
+			case MOAT_F_DEVICE_FIRMWARE:
+				alloc = sizeof(struct moat_rules_version);
+				break;
+			case MOAT_F_DEVICE_TAGS:
+				n = TAGS_MAX;
+				b = TAGS_MAX * 64;
+				alloc = n * sizeof(struct moat_slice);
+				break;
+			case MOAT_F_METHOD:
+			case MOAT_F_URI:
+			case MOAT_F_PATH_RAW:
+			case MOAT_F_QUERY:
+				b = line;
+				break;
+			case MOAT_F_PATH:
+				b = alloc = line;
+				break;
+			case MOAT_F_HOST:
+			case MOAT_F_USER_AGENT:
+				b = head;
+				break;
+			case MOAT_F_ARGS_NAMES:
+			case MOAT_F_ARGS_VALUES:
+				args = 1;
+				b = line;
+				n = nargs;
+				break;
+			case MOAT_F_HEADER_VALUES:
+				b = head;
+				n = nh;
+				alloc = n * sizeof(struct moat_slice);
+				break;
+			case MOAT_F_HEADER_NAMES:
+				b = head;
+				n = nh;
+				/* a lowered copy of each name: one allocation per name */
+				alloc = n * sizeof(struct moat_slice) + head + n * ALLOC_SLACK;
+				break;
+			case MOAT_F_BODY:
+				b = rs->lim.body_limit;
+				break;
+			default:
+				break;
+			}
+			break;
+		case MOAT_SLOT_LOWER:
+		case MOAT_SLOT_UPPER:
+		case MOAT_SLOT_URLDEC:
+			b = bytes[sd->arg];
+			n = elems[sd->arg];
+			alloc = (sd->list ? n * sizeof(struct moat_slice) : 0) + b;
+			break;
+		case MOAT_SLOT_LEN:
+			n = elems[sd->arg];
+			alloc = sd->list ? n * sizeof(int64_t) : 0;
+			break;
+		default:
+			break;
+		}
+		if (sd->db >= 0)
+			alloc +=
+			        (sd->list ? n + 1 : 1) * sd->words * sizeof(uint64_t) + ALLOC_SLACK;
+		bytes[i] = b;
+		elems[i] = n;
+		total += alloc + 2 * ALLOC_SLACK;
+	}
+	for (k = 0; k < 2; k++) {
+		const struct family *f = &fam[k];
+		size_t n = k ? nh : nargs, b = k ? head : line;
+		/* all the slots of the most-derived key, each at most n elements in all keys,
+		 * plus one element's worth per slot (an empty list still takes one) */
+		size_t rows = f->mult * n + f->slots;
+
+		if (f->slots == 0)
+			continue;
+		total += rows * (sizeof(struct moat_slice) + sizeof(int64_t)) + f->copies * b +
+		         rows * f->maxwords * sizeof(uint64_t) + f->slots * 4 * ALLOC_SLACK;
+	}
+	if (args) /* the split query, shared by the args slots */
+		total += 2 * nargs * sizeof(struct moat_slice) + line + 3 * ALLOC_SLACK;
+	moat_free(bytes);
+	moat_free(elems);
+	moat_free(mult);
+	return total;
+}
+
+size_t moat_ruleset_scratch_size_for(const struct moat_ruleset *rs,
+                                     const struct moat_http_limits *lim)
+{
+	size_t bound;
+
+	if (rs == NULL)
+		return MOAT_RULES_SCRATCH_ARENA;
+	bound = arena_bound(rs, lim);
+	return rs->scratch_fixed + 16 +
+	       (bound > MOAT_RULES_SCRATCH_ARENA ? bound : MOAT_RULES_SCRATCH_ARENA);
+}
+
 size_t moat_ruleset_scratch_size(const struct moat_ruleset *rs)
 {
-	return (rs != NULL ? rs->scratch_fixed : 0) + 16 + MOAT_RULES_SCRATCH_ARENA;
+	return moat_ruleset_scratch_size_for(rs, NULL);
 }
 
 void moat_ruleset_stats(const struct moat_ruleset *rs, struct moat_rules_stats *st)

@@ -191,8 +191,15 @@ static int args_table(struct moat_rules_ctx *c)
 		return -1;
 	q = req->query.p;
 	end = q + req->query.len;
-	for (i = 0; i < req->query.len; i++)
-		max += q[i] == '&';
+	/* non-empty parts only: at most (len + 1) / 2, which bounds the table (see
+	 * moat_ruleset_scratch_size_for) */
+	max = 0;
+	for (i = 0; i < req->query.len; i++) {
+		if (q[i] != '&' && (i == 0 || q[i - 1] == '&'))
+			max++;
+	}
+	if (max == 0)
+		max = 1;
 	c->arg_names = moat_rules_ctx_alloc(c, max * sizeof(struct moat_slice));
 	c->arg_values = moat_rules_ctx_alloc(c, max * sizeof(struct moat_slice));
 	buf = moat_rules_ctx_alloc(c, req->query.len ? req->query.len : 1);

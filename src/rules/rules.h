@@ -5,7 +5,8 @@
  * A rules file is compiled once per generation into an immutable ruleset. Evaluation never
  * allocates: every field a rule reads is computed lazily, at most once per request, into a
  * caller-provided scratch arena, and the results of the multi-pattern prefilter are shared by
- * every `contains` and `matches` on the same field.
+ * every string test (`contains`, `matches`, `==`, `in`, starts_with, ends_with) on the same
+ * value.
  *
  * Threads: a compiled ruleset is read-only (only its atomic counters change), so any number
  * of threads may evaluate it at once, each with its own scratch. Each evaluating thread also
@@ -109,13 +110,24 @@ struct moat_rule *moat_ruleset_rule(const struct moat_ruleset *rs, size_t i);
  * back for inspection. */
 int moat_ruleset_needs_body(const struct moat_ruleset *rs);
 
-/* The value arena that moat_ruleset_scratch_size provides for beyond the fixed part. */
+/* The smallest value arena moat_ruleset_scratch_size_for ever gives. */
 #define MOAT_RULES_SCRATCH_ARENA (64 * 1024)
 
-/* The scratch bytes one evaluation of rs should get: a fixed part (a table of the ruleset's
- * distinct values, about 100 bytes each) plus MOAT_RULES_SCRATCH_ARENA for the values
- * themselves. A scratch smaller than the fixed part evaluates no rule at all (counted in
- * scratch_overflows). Allocate it once per worker and reuse it for every request. */
+/*
+ * The scratch bytes one evaluation of rs needs so that no value of a request within the HTTP
+ * limits `lim` (NULL: the parser's defaults, 8 KiB request line, 32 KiB head) can be missing
+ * for lack of room: a fixed part (a table of the ruleset's distinct values, about 100 bytes
+ * each) plus an upper bound of the values themselves, computed from the values the rules
+ * read (at least MOAT_RULES_SCRATCH_ARENA). With less, a value that does not fit is missing
+ * (counted in scratch_overflows), so a rule on it fails open; a scratch smaller than the
+ * fixed part evaluates no rule at all. Allocate it once per worker (only the part a request
+ * needs is touched) and reuse it for every request. Device tags beyond 256, and TLS or
+ * device strings beyond 4 KiB, are not covered by the bound.
+ */
+size_t moat_ruleset_scratch_size_for(const struct moat_ruleset *rs,
+                                     const struct moat_http_limits *lim);
+
+/* moat_ruleset_scratch_size_for(rs, NULL). */
 size_t moat_ruleset_scratch_size(const struct moat_ruleset *rs);
 
 /* Counters of a ruleset since it was compiled (relaxed reads; summed over all threads). */
@@ -156,9 +168,9 @@ struct moat_rules_input {
 };
 
 /* Scratch memory for one evaluation: lazily computed fields live here. Size it with
- * moat_ruleset_scratch_size (the fixed part plus 64 KiB, plenty for the default limits); a
- * field that does not fit is treated as missing (and counted). Any alignment; one evaluation
- * at a time. */
+ * moat_ruleset_scratch_size_for (enough for any request within the HTTP limits); a field
+ * that does not fit is treated as missing (and counted). Any alignment; one evaluation at a
+ * time. */
 struct moat_rules_scratch {
 	char *mem;
 	size_t cap;

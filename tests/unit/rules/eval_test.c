@@ -539,11 +539,10 @@ static void test_scratch(void **state)
 	struct moat_rules_verdict v;
 	struct moat_rules_stats st;
 	struct moat_rules_scratch sc;
-	size_t need = moat_ruleset_scratch_size(rs), fixed;
+	size_t need = moat_ruleset_scratch_size(rs), fixed = rs->scratch_fixed;
 
 	(void)state;
-	assert_true(need > MOAT_RULES_SCRATCH_ARENA);
-	fixed = need - MOAT_RULES_SCRATCH_ARENA - 16;
+	assert_true(need >= fixed + 16 + MOAT_RULES_SCRATCH_ARENA);
 	/* enough: blocks */
 	sc.mem = h_mem + 1; /* any alignment */
 	sc.cap = need;
@@ -568,6 +567,87 @@ static void test_scratch(void **state)
 	assert_true(st.scratch_overflows >= 3);
 	assert_true(st.values >= 2);
 	moat_ruleset_free(rs);
+}
+
+/*
+ * A request at the HTTP limits, crafted to need as much scratch as possible (the longest
+ * request line, the largest head, every value copied several times), must not push any value
+ * out of a scratch of moat_ruleset_scratch_size(): otherwise a rule on it would fail open.
+ */
+static void test_scratch_bound(void **state)
+{
+	static _Alignas(16) char mem[1 << 20];
+	static char head[40000];
+	static const char *const text =
+	        "[rule up]\nname = u\naction = log\n"
+	        "expr = any(upper(url_decode(http.request.headers.values)) contains \"NOPE\")\n"
+	        "[rule names]\nname = n\naction = log\n"
+	        "expr = any(upper(http.request.headers.names) == \"X\") or "
+	        "len(lower(url_decode(http.request.uri.path.raw))) < 0 or "
+	        "any(lower(http.request.uri.args.values) == \"x\") or "
+	        "any(url_decode(http.request.uri.args[\"a\"]) == \"x\") or "
+	        "lower(http.request.uri) == \"x\" or lower(http.request.uri.path) == \"x\" or "
+	        "all(len(lower(http.request.headers[\"x-pad\"])) > 100000)\n"
+	        "[rule jndi]\nname = j\n"
+	        "expr = any(lower(url_decode(http.request.headers.values)) contains \"${jndi:\")\n";
+	struct moat_ruleset *rs = NULL;
+	struct moat_rules_input in;
+	struct moat_rules_verdict v;
+	struct moat_rules_stats st;
+	struct moat_rules_scratch sc;
+	size_t n = 0, need;
+	int i;
+
+	(void)state;
+	assert_int_equal(moat_rules_load_buffer("b", text, strlen(text), MOAT_RULES_HTTP, NULL,
+	                                        NULL, NULL, &rs),
+	                 MOAT_OK);
+	/* a request line near 8 KiB of "a&a&...": the most query arguments */
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "GET /p?");
+	while (n < 8100)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "a&");
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "a HTTP/1.1\r\nHost: h\r\n");
+	/* 98 header lines up to 32 KiB, the payload at the very end */
+	for (i = 0; i < 97; i++) {
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "X-Pad: ");
+		while (n % 240 != 0)
+			head[n++] = '%';
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "\r\n");
+	}
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "X-Last: ${JNDI:ldap://x}\r\n\r\n");
+	assert_true(n < 32768);
+	h_set_request(head);
+	in = h_input();
+	need = moat_ruleset_scratch_size(rs);
+	assert_true(need < sizeof(mem));
+	sc.mem = mem;
+	sc.cap = need;
+	moat_rules_eval(rs, &in, &sc, NULL, NULL, &v);
+	moat_ruleset_stats(rs, &st);
+	assert_int_equal(st.scratch_overflows, 0);
+	assert_non_null(v.rule);
+	assert_string_equal(v.rule->id, "jndi");
+	/* also when every value is computed and tested directly (the path taken when a value
+	 * cannot be scanned), which needs the most memory */
+	moat_rules_eval_flags(rs, &in, &sc, NULL, NULL, &v, MOAT_RULES_EVAL_NO_PREFILTER);
+	moat_ruleset_stats(rs, &st);
+	assert_int_equal(st.scratch_overflows, 0);
+	assert_non_null(v.rule);
+	assert_string_equal(v.rule->id, "jndi");
+	/* with a fixed 64 KiB arena the same request would have slipped through */
+	sc.cap = rs->scratch_fixed + 16 + MOAT_RULES_SCRATCH_ARENA;
+	moat_rules_eval_flags(rs, &in, &sc, NULL, NULL, &v, MOAT_RULES_EVAL_NO_PREFILTER);
+	moat_ruleset_stats(rs, &st);
+	assert_true(st.scratch_overflows > 0);
+	assert_null(v.rule);
+	/* larger limits, a larger bound */
+	{
+		struct moat_http_limits big = {16384, 65536, 128};
+
+		assert_true(moat_ruleset_scratch_size_for(rs, &big) > need);
+	}
+	moat_ruleset_free(rs);
+	h_set_request(REQ);
 }
 
 static void test_value_sharing(void **state)
@@ -608,6 +688,7 @@ int main(void)
 	        cmocka_unit_test_setup(test_connection_fields, setup),
 	        cmocka_unit_test_setup(test_verdicts, setup),
 	        cmocka_unit_test_setup(test_scratch, setup),
+	        cmocka_unit_test_setup(test_scratch_bound, setup),
 	        cmocka_unit_test_setup(test_value_sharing, setup),
 	};
 
