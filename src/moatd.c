@@ -162,14 +162,10 @@ static json_t *rules_json(const struct moat_ruleset *rs)
 		json_array_append_new(
 		        arr, json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I}", "id", r->id, "name",
 		                       r->name ? r->name : "", "action",
-		                       r->action == MOAT_RULE_BLOCK   ? "block"
-		                       : r->action == MOAT_RULE_LOG   ? "log"
-		                       : r->action == MOAT_RULE_ALLOW ? "allow"
-		                                                      : "close",
-		                       "mode", r->mode == MOAT_RULE_ENFORCE ? "enforce" : "dry-run",
-		                       "enabled", r->enabled, "hits_enforce",
-		                       (json_int_t)atomic_load(&r->hits_enforce), "hits_dry_run",
-		                       (json_int_t)atomic_load(&r->hits_dry_run)));
+		                       moat_rule_action_name(r->action), "mode",
+		                       moat_rule_mode_name(r->mode), "enabled", r->enabled,
+		                       "hits_enforce", (json_int_t)atomic_load(&r->hits_enforce),
+		                       "hits_dry_run", (json_int_t)atomic_load(&r->hits_dry_run)));
 	}
 	return arr;
 }

@@ -3,20 +3,6 @@
 #include "core/log.h"
 #include "core/seclog.h"
 
-static const char *action_name(enum moat_rule_action a)
-{
-	switch (a) {
-	case MOAT_RULE_BLOCK:
-		return "block";
-	case MOAT_RULE_LOG:
-		return "log";
-	case MOAT_RULE_ALLOW:
-		return "allow";
-	default:
-		return "close";
-	}
-}
-
 static void field(struct moat_line *l, const char *key, const char *v)
 {
 	moat_line_printf(l, ",\"%s\":", key);
@@ -39,8 +25,8 @@ void moat_seclog_hit(void *arg, const struct moat_rule *r)
 	field(&l, "name", r->name);
 	if (r->reference != NULL)
 		field(&l, "reference", r->reference);
-	field(&l, "action", action_name(r->action));
-	field(&l, "mode", dry ? "dry-run" : "enforce");
+	field(&l, "action", moat_rule_action_name(r->action));
+	field(&l, "mode", moat_rule_mode_name(r->mode));
 	/* dry-run hits say what would have happened, so a patch can be watched before it bites */
 	field(&l, "outcome",
 	      dry ? (r->action == MOAT_RULE_BLOCK   ? "would block"
