@@ -20,7 +20,8 @@
 #   TLS [1.3]       1.2 | 1.3                   PORT_BASE [24600]
 #   TARGETS ["moatd-0 moatd-100 moatd-1000 nginx-0 modsec-100 modsec-1000"]
 #   MICRO [1]       1: run rules_eval_bench     MICRO_EVALS [200000] MICRO_RUNS [7]
-#   PERF [0]        1: then profile moatd-1000 under the same load with perf (DURATION s)
+#   PERF [1]        1: then profile moatd with 0, 100 and 1,000 rules under the same load (perf,
+#                   if installed); PERF_KEEP=1 keeps the perf.data files (about 50 MB each)
 #   ORIGIN_CPU [the load core]                  NO_PIN [0]       1: do not pin anything
 set -uo pipefail # no -e: one server failing must not end the run
 
@@ -42,7 +43,8 @@ TARGETS=${TARGETS:-moatd-0 moatd-100 moatd-1000 nginx-0 modsec-100 modsec-1000}
 MICRO=${MICRO:-1}
 MICRO_EVALS=${MICRO_EVALS:-200000}
 MICRO_RUNS=${MICRO_RUNS:-7}
-PERF=${PERF:-0}
+PERF=${PERF:-1}
+PERF_KEEP=${PERF_KEEP:-0}
 NO_PIN=${NO_PIN:-0}
 MODSEC_SO=${MODSEC_SO:-/usr/share/nginx/modules/ngx_http_modsecurity_module.so}
 
@@ -68,7 +70,6 @@ declare -A PID=()  # running servers, by name
 declare -A NA=()   # target -> why it has no figures
 declare -A NEG=()  # target -> negotiated TLS parameters
 LG_PIDS=() # loadgens running in the background
-MOATD_BINS= # sha256 prefix and mtime of the moatd binary at every start
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -155,10 +156,30 @@ cc -O2 -Wall -Wextra -Werror bench/loadgen.c -lssl -lcrypto -o "$LG" || exit 1
 # are for reading and must be the same
 rm -f "$GEN"/*
 python3 bench/rules/gen.py "$GEN" 100 1000 || { echo "rules.sh: gen.py failed" >&2; exit 1; }
+ATTACKS_100=$GEN/attacks-first-100.txt
+awk -F'\t' '$1 ~ /^vp-/ && substr($1, 4) + 0 <= 100' "$GEN/attacks.txt" >"$ATTACKS_100"
 GEN_SAME=yes
 for f in "$GEN"/*; do
+	[ "$f" = "$ATTACKS_100" ] && continue
 	cmp -s "$f" "bench/rules/$(basename "$f")" || GEN_SAME="no ($(basename "$f") differs from bench/rules/; regenerate them with: python3 bench/rules/gen.py bench/rules)"
 done
+
+# moatd and libmoat.a are copied at the start, so that a tree rebuilt during the run does not
+# mix builds (the microbenchmark links the copy of libmoat.a)
+if [ -x "$MOATD" ]; then
+	cp "$MOATD" "$B/moatd.bin" && MOATD_SRC=$MOATD && MOATD=$B/moatd.bin
+	[ -f "$LIBMOAT" ] && cp "$LIBMOAT" "$B/libmoat.a" && LIBMOAT=$B/libmoat.a
+fi
+MOATD_SRC=${MOATD_SRC:-$MOATD}
+# the microbenchmark, built now against the same libmoat.a and headers
+MB_OK=0
+# shellcheck disable=SC2046
+[ "$MICRO" = 1 ] && [ -f "$LIBMOAT" ] &&
+	cc -O2 -Isrc bench/rules_eval_bench.c "$LIBMOAT" \
+		$(pkg-config --libs openssl libuv inih jansson libpcre2-8 libhs) -lpthread -lm \
+		-o "$MB" 2>"$LOGS/rules_eval_bench-build.txt" && MB_OK=1
+MOATD_SHA=$(sha256sum "$MOATD" 2>/dev/null | cut -c1-12)
+MOATD_BUILT=$(date -u -r "$MOATD_SRC" +%H:%M:%S 2>/dev/null)
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 FD_LIMIT=$(ulimit -n)
@@ -403,7 +424,6 @@ start_target() { # TARGET: sets REASON on failure
 			REASON="configuration refused: $(head -n 3 "$LOGS/$t-check.out" | tr '\n' ' ')"
 			return 1
 		fi
-		MOATD_BINS+="$(sha256sum "$MOATD" | cut -c1-12) $(date -u -r "$MOATD" +%H:%M:%S)"$'\n'
 		"${PIN_PROXY[@]}" "$MOATD" -c "$CONF/$t.conf" >>"$logf" 2>&1 &
 		;;
 	nginx-* | modsec-*)
@@ -436,7 +456,7 @@ tls_args() { # TARGET
 # Sets MIX_LINE to the sums over the processes (rps, requests, total, non2xx, errors,
 # reconnects, resumed, cpu_s) and MIX_BAD to the first problem seen, if any.
 
-MIX_LINE= MIX_BAD=
+MIX_LINE="" MIX_BAD=""
 run_mix() { # TAG CONNS-PER-REQUEST DURATION WARMUP TARGET [EXTRA-LOADGEN-ARGS...]
 	local tag=$1 n=$2 d=$3 w=$4 t=$5 i pids=() f line
 	shift 5
@@ -467,9 +487,11 @@ run_mix() { # TAG CONNS-PER-REQUEST DURATION WARMUP TARGET [EXTRA-LOADGEN-ARGS..
 
 # ---- sanity checks before measuring ----
 # Every request of the mix gets a 2xx with the device certificate (and the server certificate
-# verified against the server CA); a client without a certificate gets nothing; and, for the
-# engines with rules, one attack of each kind (gen.py's sanity.txt) is blocked, by the same
-# rule in moatd (the "rule" of its 403 answer) and in ModSecurity (the id in nginx's error log).
+# verified against the server CA); a client without a certificate gets nothing; and the engines
+# with rules block attacks, sent with curl: with 100 rules, every attack of gen.py's
+# attacks.txt on the first 100 rules; with 1,000, one attack of each kind (sanity.txt). The rule
+# that blocked each is read from moatd's answer ("rule") and from nginx's error log for
+# ModSecurity (msg), and the two engines must have blocked each attack with the same rule.
 
 declare -A BLOCKED=() # target -> "rule rule ..." (the rule that blocked each sanity attack)
 
@@ -483,7 +505,8 @@ curl_to() { # TARGET TARGET-PATH HEADER...: prints the status; the body in $OUT/
 }
 
 sanity() { # TARGET: sets REASON on failure
-	local t=$1 line code rid got seen nblocked=0 nsent=0 before
+	local t=$1 line code rid got nblocked=0 nsent=0 before list=$GEN/sanity.txt
+	case $t in *-100) list=$ATTACKS_100 ;; esac
 	run_mix "sanity-$t" 1 1 0 "$t" -C "$PKI/server-ca.crt"
 	line=$MIX_LINE
 	if [ -n "$MIX_BAD" ] || [ "$(kv errors "$line")" != 0 ] || [ "$(kv non2xx "$line")" != 0 ] ||
@@ -530,10 +553,10 @@ sanity() { # TARGET: sets REASON on failure
 			fi
 			;;
 		esac
-	done <"$GEN/sanity.txt"
+	done <"$list"
 	case $t in
 	moatd-0 | nginx-0) ;;
-	*) log "  ${LABEL[$t]}: $nblocked of $nsent sanity attacks blocked, by rules ${BLOCKED[$t]}" ;;
+	*) log "  ${LABEL[$t]}: $nblocked of $nsent attacks blocked ($(basename "$list"))" ;;
 	esac
 }
 
@@ -625,16 +648,26 @@ for t in $TARGETS; do
 		log "${LABEL[$t]}: n/a: $REASON"
 	fi
 done
-# moatd and ModSecurity must agree on which rule blocks each sanity attack
+# moatd and ModSecurity must agree on which rule blocks each attack
 AGREE=""
-if [ -n "${BLOCKED[moatd-100]:-}" ] && [ -n "${BLOCKED[modsec-100]:-}" ]; then
-	if [ "${BLOCKED[moatd-100]}" = "${BLOCKED[modsec-100]}" ]; then
-		AGREE="yes: every sanity attack was blocked by the same rule in moatd and in ModSecurity (${BLOCKED[moatd-100]% })"
-	else
-		AGREE="NO: moatd blocked by ${BLOCKED[moatd-100]% }, ModSecurity by ${BLOCKED[modsec-100]% }"
-	fi
-	log "same rule in both engines: $AGREE"
-fi
+agree() { # MOATD-TARGET MODSEC-TARGET
+	local a=${BLOCKED[$1]:-} b=${BLOCKED[$2]:-} n same=0 diffs="" i
+	[ -n "$a" ] && [ -n "$b" ] || return 0
+	read -r -a x <<<"$a"
+	read -r -a y <<<"$b"
+	n=${#x[@]}
+	for i in "${!x[@]}"; do
+		if [ "${x[$i]}" = "${y[$i]:-}" ] && [ "${x[$i]}" != - ]; then
+			same=$((same + 1))
+		else
+			diffs+=" ${x[$i]}/${y[$i]:-}"
+		fi
+	done
+	AGREE+="${AGREE:+; }$(echo "${LABEL[$1]}" | sed 's/moatd, //') $same of $n attacks blocked by the same rule in both${diffs:+ (differ, moatd/ModSecurity:$diffs)}"
+}
+agree moatd-100 modsec-100
+agree moatd-1000 modsec-1000
+[ -n "$AGREE" ] && log "moatd and ModSecurity: $AGREE"
 
 log "requests/s: ${DURATION}s x $REPEAT per server, interleaved"
 for r in $(seq "$REPEAT"); do
@@ -646,30 +679,45 @@ for t in "${ACTIVE[@]}"; do
 	alive "$t" || { [ -z "${NA[$t]:-}" ] && NA[$t]="exited during the run: $(tail -n 2 "$LOGS/$t.out" | tr '\n' ' ')"; }
 done
 
-# ---- profile (PERF=1): where moatd's time goes with 1,000 rules ----
-PERF_SUMMARY=
-if [ "$PERF" = 1 ] && alive moatd-1000 && command -v perf >/dev/null; then
-	log "perf: moatd, 1,000 rules, ${DURATION}s under the same load"
-	perf record -F 1999 -g -o "$OUT/perf-moatd-1000.data" -p "${PID[moatd-1000]}" \
-		>"$LOGS/perf-record.txt" 2>&1 &
-	perfpid=$!
-	sleep 0.5
-	run_mix "perf-moatd-1000" "$CONNS_PER" "$DURATION" 0 moatd-1000
-	kill -INT "$perfpid" 2>/dev/null
-	wait "$perfpid" 2>/dev/null
-	perf report -i "$OUT/perf-moatd-1000.data" --no-children --percent-limit 0.7 --stdio \
-		-g none --sort dso,symbol >"$OUT/perf-moatd-1000.txt" 2>/dev/null
-	PERF_SUMMARY=$OUT/perf-moatd-1000.txt
+# ---- profile (PERF=1): where moatd's time goes, with 0, 100 and 1,000 rules ----
+# perf samples moatd's CPU time (-F 999, DWARF call chains) under the same load. The share of
+# the rules is the inclusive time of the three calls moatd makes for them on every request
+# (src/http/proxy.c apply_rules, inlined): moat_worker_rules_scratch (sizing the scratch),
+# moat_devices_find (the device record) and moat_rules_eval. Being a share of one run's own
+# samples, it does not depend on how fast the machine was during that run.
+PERF_DONE=()
+declare -A PERF_REQS=() PERF_SHARE=()
+[ "$PERF" = 1 ] && ! command -v perf >/dev/null && log "perf: not installed (apt-get install linux-perf): no profile"
+if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
+	for t in moatd-0 moatd-100 moatd-1000; do
+		alive "$t" || continue
+		log "perf: ${LABEL[$t]}, ${DURATION}s under the same load"
+		perf record -F 999 --call-graph dwarf -o "$OUT/perf-$t.data" -p "${PID[$t]}" \
+			>"$LOGS/perf-record-$t.txt" 2>&1 &
+		perfpid=$!
+		sleep 0.5
+		run_mix "perf-$t" "$CONNS_PER" "$DURATION" 0 "$t"
+		kill -INT "$perfpid" 2>/dev/null
+		wait "$perfpid" 2>/dev/null
+		perf report -i "$OUT/perf-$t.data" --no-children --percent-limit 0.5 --stdio \
+			-g none --sort dso,symbol >"$OUT/perf-$t.txt" 2>/dev/null
+		perf report -i "$OUT/perf-$t.data" --children --percent-limit 0.05 --stdio \
+			-g none --sort symbol >"$OUT/perf-$t-children.txt" 2>/dev/null
+		PERF_SHARE[$t]=$(awk '($4 == "moat_rules_eval" || $4 == "moat_worker_rules_scratch" ||
+			$4 == "moat_devices_find") && !seen[$4]++ {gsub("%", "", $1); s += $1
+			d = d sprintf(" %s %s%%,", $4, $1)}
+			END {printf "%.1f%%%s", s, d ? " (" substr(d, 2, length(d) - 2) ")" : ""}' "$OUT/perf-$t-children.txt")
+		PERF_DONE+=("$t")
+		PERF_REQS[$t]=$(kv total "$MIX_LINE")
+		[ "$PERF_KEEP" = 1 ] || rm -f "$OUT/perf-$t.data"
+	done
 fi
 cleanup
 
 # ---- microbenchmark ----
 MICRO_OUT=
 if [ "$MICRO" = 1 ]; then
-	if [ -f "$LIBMOAT" ] &&
-		cc -O2 -Isrc bench/rules_eval_bench.c "$LIBMOAT" \
-			$(pkg-config --libs openssl libuv inih jansson libpcre2-8 libhs) -lpthread -lm \
-			-o "$MB" 2>"$LOGS/rules_eval_bench-build.txt"; then
+	if [ "$MB_OK" = 1 ]; then
 		log "rules_eval_bench: $MICRO_RUNS runs of $MICRO_EVALS evaluations (pinned like the proxy)"
 		"${PIN_PROXY[@]}" "$MB" -n "$MICRO_EVALS" -r "$MICRO_RUNS" -a "$GEN/attacks.txt" \
 			"$GEN/requests.txt" "$GEN/moat-100.rules" "$GEN/moat-1000.rules" \
@@ -678,7 +726,7 @@ if [ "$MICRO" = 1 ]; then
 		MICRO_OUT=$OUT/micro.txt
 		[ "$MICRO_STATUS" = 0 ] || log "rules_eval_bench failed ($MICRO_STATUS): $(tail -n 3 "$LOGS/micro.txt" | tr '\n' ' ')"
 	else
-		log "rules_eval_bench: could not be built against $LIBMOAT (see $LOGS/rules_eval_bench-build.txt)"
+		log "rules_eval_bench: not run: it could not be built against $LIBMOAT (see $LOGS/rules_eval_bench-build.txt)"
 	fi
 fi
 
@@ -694,6 +742,10 @@ fig() { # TARGET FIELD: median over the valid runs
 runs() { awk -v t="$1" '$2 == t {n++; if (/ ok=1/) v++} END {printf "%d/%d", v, n}' "$OUT/results.txt" 2>/dev/null; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b + 0 <= 0) print "n/a"; else printf "%.2f", a / b}'; }
 round() { awk -v a="$1" -v d="${2:-0}" 'BEGIN {if (a == "n/a" || a == "") print "n/a"; else printf "%.*f", d, a}'; }
+paired() { # A B FIELD: A/B for each repeat where both runs are valid
+	awk -v a="$1" -v b="$2" -v f="$3" '/ ok=1/ && ($2 == a || $2 == b) {for (i = 4; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == f) v[$2, $3] = substr($i, n + 1)}}
+		END {for (r = 1; r <= 99; r++) if ((a, r) in v && (b, r) in v && v[b, r] > 0) s = s sprintf(" %.2f", v[a, r] / v[b, r]); print s == "" ? "n/a" : substr(s, 2)}' "$OUT/results.txt" 2>/dev/null
+}
 minus() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.1f", a - b}'; }
 
 declare -A RPS=() US=()
@@ -709,7 +761,7 @@ done
 	echo "WORKERS=$WORKERS DURATION=${DURATION}s REPEAT=$REPEAT TLS $TLS; median of $REPEAT runs; $RPS_CONNS keep-alive connections: $NMIX requests in the mix x $CONNS_PER"
 	echo "pinning: $PINNING; load average at the start: $LOADAVG_START"
 	echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), libmodsecurity $(dpkg-query -W -f '${Version}' libmodsecurity3 2>/dev/null || echo '?'), $(openssl version | awk '{print $1, $2}')$([ -x "$MOATD" ] && echo ", $("$MOATD" -v 2>&1 | head -n 1)")"
-	echo "moatd binary (sha256 prefix, mtime UTC) at each start: $(echo "$MOATD_BINS" | sort -u | grep . | paste -sd ';' | sed 's/;/; /g')"
+	echo "moatd: $MOATD_SRC, sha256 $MOATD_SHA, built $MOATD_BUILT UTC (copied at the start, with its libmoat.a)"
 	echo "rule sets: bench/rules/gen.py (the same as the committed copies: $GEN_SAME)"
 	echo
 	printf '%-36s %10s %14s %10s %12s\n' "" "req/s" "server CPU/req" "vs base" "valid runs"
@@ -729,11 +781,13 @@ done
 	verdict() { awk -v r="$1" -v m="$2" 'BEGIN {if (r == "n/a") print "n/a"; else if (r + 0 >= m) print "met"; else print "MISSED"}'; }
 	echo "moatd 1,000 rules / 0 rules, req/s:           $r1000   (target >= 0.90: $(verdict "$r1000" 0.90))"
 	echo "moatd 100 rules / 0 rules, req/s:             $r100"
+	echo "  the same within each repeat (runs next to each other), 1,000/0: $(paired moatd-1000 moatd-0 value); 100/0: $(paired moatd-100 moatd-0 value)"
+	echo "  moatd CPU per request within each repeat, 0/1,000: $(paired moatd-0 moatd-1000 us_per_op); 0/100: $(paired moatd-0 moatd-100 us_per_op)"
 	echo "moatd 0 / 1,000 rules, server CPU per request: $cpu1000   (the same target on the cost side: $(verdict "$cpu1000" 0.90)); the 1,000 rules add $(minus "${US[moatd-1000]}" "${US[moatd-0]}") us of moatd CPU per request, 100 rules $(minus "${US[moatd-100]}" "${US[moatd-0]}") us"
 	echo "moatd / nginx+ModSecurity, 100 rules, req/s:  $rms   (target >= 5: $(verdict "$rms" 5))"
 	echo "moatd / nginx+ModSecurity, 1,000 rules:       $rms1000"
 	echo "nginx + ModSecurity: 100 rules add $(minus "${US[modsec-100]}" "${US[nginx-0]}") us of nginx CPU per request, 1,000 rules $(minus "${US[modsec-1000]}" "${US[nginx-0]}") us"
-	[ -n "$AGREE" ] && echo "sanity attacks blocked by the same rule in moatd and ModSecurity: $AGREE"
+	[ -n "$AGREE" ] && echo "attacks blocked with a 403 by the same rule in moatd and in ModSecurity: $AGREE"
 	echo
 	line=""
 	for t in "${ACTIVE[@]}"; do
@@ -754,19 +808,26 @@ done
 	done
 	if [ -n "$MICRO_OUT" ]; then
 		echo
-		echo "rules_eval_bench (one thread, the $NMIX requests of the mix round-robin; median of $MICRO_RUNS runs of $MICRO_EVALS evaluations):"
+		echo "rules_eval_bench (one thread on the proxy core, the $NMIX requests of the mix round-robin; median of $MICRO_RUNS runs of $MICRO_EVALS evaluations):"
 		while read -r l; do
-			printf '  %5s rules: %6s ns per request (fastest run %s); without the prefilter %s ns; compiled in %s ms; %s values, %s prefilter databases\n' \
-				"$(kv rules "$l")" "$(kv ns_median "$l")" "$(kv ns_min "$l")" "$(kv noprefilter_ns_median "$l")" \
-				"$(kv compile_ms "$l")" "$(kv values "$l")" "$(kv databases "$l")"
+			printf '  %5s rules: %6s ns per request (fastest run %s); %s ns with the scratch sized before each evaluation, as moatd does; %s ns without the prefilter; compiled in %s ms; %s values, %s prefilter databases\n' \
+				"$(kv rules "$l")" "$(kv ns_median "$l")" "$(kv ns_min "$l")" "$(kv sized_ns_median "$l")" \
+				"$(kv noprefilter_ns_median "$l")" "$(kv compile_ms "$l")" "$(kv values "$l")" "$(kv databases "$l")"
 		done <"$MICRO_OUT"
 		grep -h 'checked:' "$LOGS/micro.txt" | sed 's/^ */  /'
 	fi
-	if [ -n "$PERF_SUMMARY" ]; then
+	if [ "${#PERF_DONE[@]}" -gt 0 ]; then
 		echo
-		echo "perf, moatd with 1,000 rules (self time, top entries; $PERF_SUMMARY):"
-		grep -E '^ +[0-9]' "$PERF_SUMMARY" | head -n 30
+		echo "perf: share of moatd's CPU time spent on the rules (inclusive, same run):"
+		for t in "${PERF_DONE[@]}"; do
+			printf '  %-20s %s\n' "${LABEL[$t]}:" "${PERF_SHARE[$t]}"
+		done
 	fi
+	for t in "${PERF_DONE[@]}"; do
+		echo
+		echo "perf, ${LABEL[$t]}, ${PERF_REQS[$t]} requests (self time, entries above 0.5%; $OUT/perf-$t.txt):"
+		grep -E '^ +[0-9]' "$OUT/perf-$t.txt" | head -n 25
+	done
 	echo
 	echo "all runs ($OUT/results.txt):"
 	sed 's/^/  /' "$OUT/results.txt" 2>/dev/null

@@ -15,7 +15,9 @@
  *   cc -O2 -Isrc bench/rules_eval_bench.c build/release/libmoat.a \
  *      $(pkg-config --libs openssl libuv inih jansson libpcre2-8 libhs) -lpthread -lm
  *
- * Usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-v] REQUESTS RULES...
+ * Usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-v] [-p] REQUESTS RULES...
+ *   -v  also the time of each request of the mix alone
+ *   -p  only the evaluation with the prefilter (to run under a profiler)
  * Output: human text on stderr; one key=value line per rules file on stdout.
  */
 #define _GNU_SOURCE
@@ -79,7 +81,8 @@ static void build(struct req *r, char **fields, size_t nf, const char *what)
 	for (i = 1; i < nf; i++)
 		n += (size_t)snprintf(p + n, cap - n, "%s\r\n", fields[i]);
 	n += (size_t)snprintf(p + n, cap - n,
-	                      "X-Bench: HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat-loadgen\r\n\r\n", HOST);
+	                      "X-Bench: HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat-loadgen\r\n\r\n",
+	                      HOST);
 	r->raw = p;
 	r->len = n;
 	if (moat_http_parse_request(r->raw, r->len, NULL, &r->parsed, &err) != MOAT_OK) {
@@ -165,10 +168,15 @@ static int cmp_double(const void *a, const void *b)
 
 static volatile size_t sink;
 
+/* How moatd calls the engine per request: src/core/worker.c sizes the scratch with
+ * moat_ruleset_scratch_size_for (moatd's default HTTP limits) before every evaluation. */
+#define SIZE_PER_REQUEST 0x100
+
 /* One timed run: evals evaluations over the requests, round-robin; ns per evaluation. */
 static double run(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, long evals,
                   unsigned flags, size_t only)
 {
+	const struct moat_http_limits lim = {8192, 16384, 100}; /* moatd's defaults */
 	struct moat_rules_input in[MAX_REQS];
 	struct moat_rules_verdict v;
 	size_t i, hits = 0, k = 0, n = only == SIZE_MAX ? nreqs : 1;
@@ -179,7 +187,9 @@ static double run(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, 
 		in[i] = input(&reqs[only == SIZE_MAX ? i : only].parsed);
 	t0 = now_ns();
 	for (e = 0; e < evals; e++) {
-		moat_rules_eval_flags(rs, &in[k], sc, NULL, NULL, &v, flags);
+		if (flags & SIZE_PER_REQUEST)
+			hits += moat_ruleset_scratch_size_for(rs, &lim) > sc->cap;
+		moat_rules_eval_flags(rs, &in[k], sc, NULL, NULL, &v, flags & ~SIZE_PER_REQUEST);
 		hits += v.rule != NULL;
 		if (++k == n)
 			k = 0;
@@ -206,6 +216,71 @@ static void measure(const struct moat_ruleset *rs, struct moat_rules_scratch *sc
 	free(t);
 }
 
+static unsigned popcount(const uint64_t *w, size_t n)
+{
+	unsigned c = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		c += (unsigned)__builtin_popcountll(w[i]);
+	return c;
+}
+
+/* A value as written in a rule: lower(url_decode(http.request.headers["x"])). */
+static void describe(const struct moat_ruleset *rs, uint32_t slot, char *buf, size_t cap)
+{
+	static const char *const fn[] = {"", "lower", "upper", "url_decode", "len", "count"};
+	const struct moat_rules_slot *sd = &rs->slots[slot];
+	char inner[512];
+
+	if (sd->op == MOAT_SLOT_FIELD) {
+		if (sd->keylen > 0)
+			snprintf(buf, cap, "%s[\"%.*s\"]", moat_rules_fields[sd->field].name,
+			         (int)sd->keylen, sd->key);
+		else
+			snprintf(buf, cap, "%s", moat_rules_fields[sd->field].name);
+		return;
+	}
+	describe(rs, sd->arg, inner, sizeof(inner));
+	snprintf(buf, cap, "%s(%s)", sd->op < sizeof(fn) / sizeof(fn[0]) ? fn[sd->op] : "?", inner);
+}
+
+/* -v: how much work the prefilter leaves (engine internals, src/rules/internal.h): the rules
+ * without a guard, evaluated for every request; per request of the mix, the candidate rules
+ * evaluated and the values computed. The ids of the unguarded rules go to stdout. */
+static void diagnose(const struct moat_ruleset *rs, struct moat_rules_scratch *sc)
+{
+	const uint64_t *done = (const uint64_t *)(void *)sc->mem; /* malloc'd: 16-byte aligned */
+	const uint64_t *cand = (const uint64_t *)(void *)(sc->mem + rs->scratch_cand);
+	struct moat_rules_verdict v;
+	struct moat_rules_input in;
+	size_t r, i;
+
+	fprintf(stderr,
+	        "    %u of %zu rules have no guard (evaluated for every request); %u "
+	        "guarding values\n",
+	        popcount(rs->always, rs->rule_words), rs->nrules, rs->ngslots);
+	for (i = 0; i < rs->ngslots; i++) {
+		char d[600];
+
+		describe(rs, rs->gslots[i].slot, d, sizeof(d));
+		fprintf(stderr, "      guard %zu: %s, %u patterns\n", i + 1, d, rs->gslots[i].npat);
+	}
+	printf("unguarded:");
+	for (i = 0; i < rs->nrules; i++)
+		if (rs->always[i / 64] & (1ull << (i % 64)))
+			printf(" %s", rs->rules[i].id);
+	printf("\n");
+	for (r = 0; r < nreqs; r++) {
+		in = input(&reqs[r].parsed);
+		moat_rules_eval(rs, &in, sc, NULL, NULL, &v);
+		fprintf(stderr,
+		        "    request %zu: %u candidate rules evaluated, %u of %u values computed\n",
+		        r + 1, popcount(cand, rs->rule_words),
+		        popcount(done, (rs->nslots + 63) / 64), rs->nslots);
+	}
+}
+
 /* The benign requests must pass, the attacks on rules of this file must be blocked. */
 static int check(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, size_t nrules,
                  const char *file)
@@ -220,8 +295,9 @@ static int check(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, s
 		moat_rules_eval(rs, &in, sc, NULL, NULL, &v);
 		moat_rules_eval_flags(rs, &in, sc, NULL, NULL, &v2, MOAT_RULES_EVAL_NO_PREFILTER);
 		if (v.rule != NULL || v2.rule != NULL) {
-			fprintf(stderr, "%s: benign request %zu is blocked by %s:\n%.*s", file, i + 1,
-			        v.rule ? v.rule->id : v2.rule->id, (int)reqs[i].len, reqs[i].raw);
+			fprintf(stderr, "%s: benign request %zu is blocked by %s:\n%.*s", file,
+			        i + 1, v.rule ? v.rule->id : v2.rule->id, (int)reqs[i].len,
+			        reqs[i].raw);
 			bad = 1;
 		}
 	}
@@ -237,34 +313,36 @@ static int check(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, s
 		moat_rules_eval(rs, &in, sc, NULL, NULL, &v);
 		moat_rules_eval_flags(rs, &in, sc, NULL, NULL, &v2, MOAT_RULES_EVAL_NO_PREFILTER);
 		if (v.rule == NULL || v.action != MOAT_RULE_BLOCK || v2.rule != v.rule) {
-			fprintf(stderr, "%s: attack on %s not blocked (or not alike without the "
-			                "prefilter):\n%.*s",
+			fprintf(stderr,
+			        "%s: attack on %s not blocked (or not alike without the "
+			        "prefilter):\n%.*s",
 			        file, attacks[i].rule, (int)attacks[i].len, attacks[i].raw);
 			bad = 1;
 		} else if (strcmp(v.rule->id, attacks[i].rule) != 0) {
 			other++; /* an earlier rule matched it too: still blocked */
 		}
 	}
-	fprintf(stderr, "  checked: %zu benign requests pass, %zu attacks blocked (%zu by an earlier "
-	                "rule than their own)\n",
+	fprintf(stderr,
+	        "  checked: %zu benign requests pass, %zu attacks blocked (%zu by an earlier "
+	        "rule than their own)\n",
 	        nreqs, checked, other);
 	return bad ? -1 : 0;
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-v] REQUESTS "
-	                "RULES...\n");
+	fprintf(stderr, "usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-v] [-p] "
+	                "REQUESTS RULES...\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	long evals = 200000;
-	int runs = 7, verbose = 0, ch, i, status = 0;
+	int runs = 7, verbose = 0, only_eval = 0, ch, i, status = 0;
 	const char *attacks_file = NULL;
 
-	while ((ch = getopt(argc, argv, "n:r:a:v")) != -1) {
+	while ((ch = getopt(argc, argv, "n:r:a:vp")) != -1) {
 		switch (ch) {
 		case 'n':
 			evals = atol(optarg);
@@ -277,6 +355,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = 1;
+			break;
+		case 'p':
+			only_eval = 1;
 			break;
 		default:
 			usage();
@@ -291,14 +372,23 @@ int main(int argc, char **argv)
 		die("no requests in", argv[optind]);
 	if (attacks_file != NULL)
 		nattacks = read_reqs(attacks_file, &attacks, 1);
-	fprintf(stderr, "%zu benign requests (%zu-%zu bytes each), %ld evaluations x %d runs\n", nreqs,
-	        reqs[0].len, reqs[nreqs - 1].len, evals, runs);
+	{
+		size_t lo = SIZE_MAX, hi = 0, k;
+
+		for (k = 0; k < nreqs; k++) {
+			lo = reqs[k].len < lo ? reqs[k].len : lo;
+			hi = reqs[k].len > hi ? reqs[k].len : hi;
+		}
+		fprintf(stderr,
+		        "%zu benign requests (%zu-%zu bytes each), %ld evaluations x %d runs\n",
+		        nreqs, lo, hi, evals, runs);
+	}
 
 	for (i = optind + 1; i < argc; i++) {
 		struct moat_ruleset *rs = NULL;
 		struct moat_rules_scratch sc;
 		struct moat_rules_stats st;
-		double med, min, npmed, npmin;
+		double med, min, npmed, npmin, szmed, szmin;
 		uint64_t t0, t1;
 		size_t n, r;
 
@@ -312,8 +402,8 @@ int main(int argc, char **argv)
 		sc.mem = malloc(sc.cap);
 		if (sc.mem == NULL)
 			die("out of memory", NULL);
-		fprintf(stderr, "%s: %zu rules, compiled in %.0f ms, scratch %zu bytes\n", argv[i], n,
-		        (double)(t1 - t0) / 1e6, sc.cap);
+		fprintf(stderr, "%s: %zu rules, compiled in %.0f ms, scratch %zu bytes\n", argv[i],
+		        n, (double)(t1 - t0) / 1e6, sc.cap);
 		if (check(rs, &sc, n, argv[i]) != 0) {
 			status = 1;
 			moat_ruleset_free(rs);
@@ -321,14 +411,24 @@ int main(int argc, char **argv)
 			continue;
 		}
 		measure(rs, &sc, evals, runs, 0, SIZE_MAX, &med, &min);
-		measure(rs, &sc, evals / 20 + 1, runs, MOAT_RULES_EVAL_NO_PREFILTER, SIZE_MAX, &npmed,
-		        &npmin);
+		szmed = szmin = npmed = npmin = 0;
+		if (!only_eval) {
+			measure(rs, &sc, evals, runs, SIZE_PER_REQUEST, SIZE_MAX, &szmed, &szmin);
+			measure(rs, &sc, evals / 20 + 1, runs, MOAT_RULES_EVAL_NO_PREFILTER,
+			        SIZE_MAX, &npmed, &npmin);
+		}
 		moat_ruleset_stats(rs, &st);
 		fprintf(stderr,
-		        "  %zu rules: %.0f ns per request (median of %d runs; fastest %.0f), without "
-		        "the prefilter %.0f ns (fastest %.0f); %u values, %u prefilter databases\n",
-		        n, med, runs, min, npmed, npmin, st.values, st.prefilter_databases);
+		        "  %zu rules: %.0f ns per request (median of %d runs; fastest %.0f); with "
+		        "the "
+		        "scratch sized before each evaluation as moatd does, %.0f ns (fastest "
+		        "%.0f); "
+		        "without the prefilter %.0f ns (fastest %.0f); %u values, %u prefilter "
+		        "databases\n",
+		        n, med, runs, min, szmed, szmin, npmed, npmin, st.values,
+		        st.prefilter_databases);
 		if (verbose) {
+			diagnose(rs, &sc);
 			for (r = 0; r < nreqs; r++) {
 				double m1, m2;
 
@@ -338,10 +438,12 @@ int main(int argc, char **argv)
 			}
 		}
 		printf("rules=%zu file=%s compile_ms=%.0f ns_median=%.0f ns_min=%.0f "
-		       "noprefilter_ns_median=%.0f noprefilter_ns_min=%.0f runs=%d evals=%ld "
-		       "values=%u databases=%u regex_limit_hits=%llu scratch_overflows=%llu\n",
-		       n, argv[i], (double)(t1 - t0) / 1e6, med, min, npmed, npmin, runs, evals,
-		       st.values, st.prefilter_databases, (unsigned long long)st.regex_limit_hits,
+		       "sized_ns_median=%.0f sized_ns_min=%.0f noprefilter_ns_median=%.0f "
+		       "noprefilter_ns_min=%.0f runs=%d evals=%ld values=%u databases=%u "
+		       "regex_limit_hits=%llu scratch_overflows=%llu\n",
+		       n, argv[i], (double)(t1 - t0) / 1e6, med, min, szmed, szmin, npmed, npmin,
+		       runs, evals, st.values, st.prefilter_databases,
+		       (unsigned long long)st.regex_limit_hits,
 		       (unsigned long long)st.scratch_overflows);
 		fflush(stdout);
 		moat_ruleset_free(rs);

@@ -17,6 +17,7 @@
 #   TESTS ["rps handshake idle latency"]        PROXIES ["moatd haproxy nginx"]
 #   ORIGIN_CPU [the load core]                  NO_PIN [0]       1: do not pin anything
 #   TCP [1]         1: then run bench/tcp.sh (moatd TCP listeners against HAProxy mode tcp)
+#   RULES [1]       1: then run bench/rules.sh (virtual patches: 0/100/1,000 rules, ModSecurity)
 set -uo pipefail # no -e: one proxy failing must not end the run
 
 MOATD=${1:-}
@@ -780,4 +781,10 @@ done
 if [ "${TCP:-1}" = 1 ]; then
 	echo
 	"$ROOT/bench/tcp.sh" "$MOATD"
+fi
+
+# ---- virtual patches: bench/rules.sh, with the same moatd and environment ----
+if [ "${RULES:-1}" = 1 ]; then
+	echo
+	"$ROOT/bench/rules.sh" "$MOATD"
 fi

@@ -15,6 +15,8 @@
 #   STREAMS ["1 100"] concurrent streams          DIRS ["up down"] up: device -> origin
 #   IDLE_CONNS [8000] idle connections            IDLE_SETTLE [2]  seconds before sampling RSS
 #   IDLE_ECHO ["1 65536"] bytes echoed through each idle connection before it is held
+#   PROBE_RATE [5]   new connections per second during the stream tests, each timed from
+#                    connect() to a 1-byte echo through the origin (0: none)
 #   TLS [1.3]        1.2 | 1.3                    PORT_BASE [24500]
 #   TCP_TESTS ["stream idle"]                     PROXIES ["moatd haproxy"] (others ignored)
 #   MOAT_TCP_BUFFER  moatd tcp_buffer (unset: moatd's default, 64k)
@@ -38,6 +40,7 @@ IDLE_CONNS=${IDLE_CONNS:-8000}
 IDLE_SETTLE=${IDLE_SETTLE:-2}
 IDLE_ECHO=${IDLE_ECHO:-1 65536}
 TLS=${TLS:-1.3}
+PROBE_RATE=${PROBE_RATE:-5}
 PORT_BASE=${PORT_BASE:-24500}
 TCP_TESTS=${TCP_TESTS:-stream idle}
 NO_PIN=${NO_PIN:-0}
@@ -366,7 +369,7 @@ record() { echo "$*" >>"$OUT/results.txt"; }
 measure_stream() { # DIR STREAMS PROXY REPEAT
 	local d=$1 n=$2 p=$3 r=$4 t="$1-$2" line ok=1 why=""
 	# shellcheck disable=SC2046
-	tcpload "$t-$p-$r" -m "$d" -n "$n" -d "$DURATION" -w "$WARMUP" -O "$COUNTERS" \
+	tcpload "$t-$p-$r" -m "$d" -n "$n" -d "$DURATION" -w "$WARMUP" -O "$COUNTERS" -r "$PROBE_RATE" \
 		-p "$(proxy_pids "$p" | paste -sd,)" -o "${PID[origin]}" $(tls_args "$p")
 	line=$LINE
 	if [ -z "$line" ]; then
@@ -375,8 +378,8 @@ measure_stream() { # DIR STREAMS PROXY REPEAT
 		ok=0 why="streams_up=$(kv streams_up "$line"),errors=$(kv errors "$line"),failed=$(kv failed "$line")"
 	fi
 	alive "$p" || { ok=0 why="proxy_exited"; }
-	record "$t $p $r value=$(kv mbps "$line") us_per_mb=$(awk -v v="$(kv proxy_ms_per_mb "$line")" 'BEGIN {if (v == "" || v == "n/a") print "n/a"; else printf "%.0f", v * 1000}') proxy_cpu=$(kv proxy_cpu "$line") origin_cpu=$(kv origin_cpu "$line") loadgen_cpu=$(kv loadgen_cpu "$line") other_cpu=$(kv other_cpu "$line") irq_cpu=$(kv irq_cpu "$line") min=$(kv stream_min_mbps "$line") max=$(kv stream_max_mbps "$line") fairness=$(kv fairness "$line") ok=$ok why=$why"
-	log "  $t ${LABEL[$p]} #$r: $(kv mbps "$line") MB/s, proxy $(kv proxy_ms_per_mb "$line") ms CPU per MB (CPU: proxy $(kv proxy_cpu "$line")%, origin $(kv origin_cpu "$line")%, load $(kv loadgen_cpu "$line")%, other $(kv other_cpu "$line")%, irq $(kv irq_cpu "$line")%; per stream $(kv stream_min_mbps "$line")..$(kv stream_max_mbps "$line"), fairness $(kv fairness "$line"))${why:+ [$why]}"
+	record "$t $p $r value=$(kv mbps "$line") us_per_mb=$(awk -v v="$(kv proxy_ms_per_mb "$line")" 'BEGIN {if (v == "" || v == "n/a") print "n/a"; else printf "%.0f", v * 1000}') proxy_cpu=$(kv proxy_cpu "$line") origin_cpu=$(kv origin_cpu "$line") loadgen_cpu=$(kv loadgen_cpu "$line") other_cpu=$(kv other_cpu "$line") irq_cpu=$(kv irq_cpu "$line") min=$(kv stream_min_mbps "$line") max=$(kv stream_max_mbps "$line") fairness=$(kv fairness "$line") probes=$(kv probes "$line") probe_p50=$(kv probe_p50_ms "$line") probe_p90=$(kv probe_p90_ms "$line") probe_max=$(kv probe_max_ms "$line") probe_unfinished=$(kv probe_unfinished "$line") probe_failed=$(kv probe_failed "$line") ok=$ok why=$why"
+	log "  $t ${LABEL[$p]} #$r: $(kv mbps "$line") MB/s, proxy $(kv proxy_ms_per_mb "$line") ms CPU per MB (CPU: proxy $(kv proxy_cpu "$line")%, origin $(kv origin_cpu "$line")%, load $(kv loadgen_cpu "$line")%, other $(kv other_cpu "$line")%, irq $(kv irq_cpu "$line")%; per stream $(kv stream_min_mbps "$line")..$(kv stream_max_mbps "$line"), fairness $(kv fairness "$line"); new connections p50 $(kv probe_p50_ms "$line") ms, p90 $(kv probe_p90_ms "$line") ms, $(kv probe_unfinished "$line") of $(kv probes "$line") unfinished)${why:+ [$why]}"
 }
 
 # Memory per idle connection: a freshly started proxy, one echo through it, RSS, then
@@ -440,7 +443,7 @@ measure_idle() { # ECHO PROXY REPEAT
 
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "moat TCP bench: $START, $NCPU CPUs, $(uname -sr)"
-log "DURATION=$DURATION REPEAT=$REPEAT WORKERS=$WORKERS WARMUP=$WARMUP TLS=$TLS STREAMS=\"$STREAMS\" DIRS=\"$DIRS\" IDLE_CONNS=$IDLE_CONNS IDLE_ECHO=\"$IDLE_ECHO\""
+log "DURATION=$DURATION REPEAT=$REPEAT WORKERS=$WORKERS WARMUP=$WARMUP TLS=$TLS STREAMS=\"$STREAMS\" DIRS=\"$DIRS\" PROBE_RATE=$PROBE_RATE IDLE_CONNS=$IDLE_CONNS IDLE_ECHO=\"$IDLE_ECHO\""
 log "pinning: $PINNING; open files per process: $FD_LIMIT"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before starting: $LOAD_BEFORE"
@@ -525,7 +528,20 @@ row() { # LABEL TEST FIELD DECIMALS
 	local a b
 	a=$(val "$2" moatd "$3" "$4")
 	b=$(val "$2" haproxy "$3" "$4")
-	printf '%-50s %10s %10s %14s\n' "$1" "$a" "$b" "$(ratio "$a" "$b")"
+	printf '%-54s %10s %10s %14s\n' "$1" "$a" "$b" "$(ratio "$a" "$b")"
+}
+
+# the new-connection p50: ">=" when probes were still unfinished at the end of the window (in
+# the median run), as their wait so far is only a lower bound
+probe_row() { # LABEL TEST
+	local a b ra rb r
+	a=$(val "$2" moatd probe_p50 1)
+	b=$(val "$2" haproxy probe_p50 1)
+	r=$(ratio "$a" "$b")
+	ra=$a rb=$b
+	[ "$(val "$2" moatd probe_unfinished 0)" != 0 ] && [ "$a" != n/a ] && ra=">=$a" && [ "$r" != n/a ] && r=">=$r"
+	[ "$(val "$2" haproxy probe_unfinished 0)" != 0 ] && [ "$b" != n/a ] && rb=">=$b" && r="n/a"
+	printf '%-54s %10s %10s %14s\n' "$1" "$ra" "$rb" "$r"
 }
 
 dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (origin->device)"; }
@@ -539,7 +555,7 @@ dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (
 	echo "buffers: moatd tcp_buffer ${MOAT_TCP_BUFFER:-64k (default)} per direction; HAProxy tune.bufsize ${HA_BUFSIZE:-16384 (default)}"
 	echo "ran $START .. $END; load average $LOAD_BEFORE at the start, $LOAD_AFTER at the end"
 	echo
-	printf '%-50s %10s %10s %14s\n' "" moatd HAProxy moatd/HAProxy
+	printf '%-54s %10s %10s %14s\n' "" moatd HAProxy moatd/HAProxy
 	if [[ " $TCP_TESTS " == *" stream "* ]]; then
 		for d in $DIRS; do
 			for n in $STREAMS; do
@@ -551,6 +567,13 @@ dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (
 				row "  proxy CPU us per MB, $d, $n stream(s) [lower]" "$d-$n" us_per_mb 0
 			done
 		done
+		if [ "$PROBE_RATE" != 0 ]; then
+			for d in $DIRS; do
+				for n in $STREAMS; do
+					probe_row "new conn. during $d, $n stream(s), p50 ms [lower]" "$d-$n"
+				done
+			done
+		fi
 	fi
 	if [[ " $TCP_TESTS " == *" idle "* ]]; then
 		for e in $IDLE_ECHO; do
@@ -581,6 +604,19 @@ dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (
 				echo "per-stream MB/s, $d, $n streams, slowest..fastest (Jain's fairness index; medians):$line"
 			done
 		done
+		if [ "$PROBE_RATE" != 0 ]; then
+			echo "new connections during the stream tests ($PROBE_RATE/s; connect, full handshake, 1-byte echo through the origin), medians of p50/p90/max ms (unfinished at the end/started):"
+			for d in $DIRS; do
+				for n in $STREAMS; do
+					line=""
+					for p in "${PROXY_LIST[@]}"; do
+						[ -n "${NA[$p]:-}" ] && continue
+						line+="  ${LABEL[$p]} $(val "$d-$n" "$p" probe_p50 1)/$(val "$d-$n" "$p" probe_p90 1)/$(val "$d-$n" "$p" probe_max 1) ($(val "$d-$n" "$p" probe_unfinished 0)/$(val "$d-$n" "$p" probes 0))"
+					done
+					printf '  %-6s %3s stream(s):%s\n' "$d" "$n" "$line"
+				done
+			done
+		fi
 		under=""
 		for d in $DIRS; do
 			for n in $STREAMS; do

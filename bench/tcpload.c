@@ -68,7 +68,7 @@
 #define ECHO_BUF (64 * 1024)
 #define SETUP_LIMIT_NS (120 * NS_PER_S) /* longest connection set-up phase */
 #define MAX_ERROR_LOGS 5
-#define MAX_PIDS 64
+#define PROBE_SLOTS 256 /* probe connections open at once, at most */
 
 #define EV_SIGNAL UINT64_MAX
 #define EV_LISTEN (UINT64_MAX - 1)
@@ -119,20 +119,19 @@ struct opts {
 	int tls_min, tls_max;
 	int plain, quiet;
 	unsigned conns, inflight;
-	double duration, warmup;
+	double duration, warmup, probe_rate;
 	size_t echo_bytes;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: tcpload -m serve -a HOST:PORT [-O COUNTERS]\n"
-	        "       tcpload -m up|down|idle|check -a HOST:PORT [-s SNI] [-C CA] [-c CERT -k "
-	        "KEY]\n"
-	        "               [-V 1.2|1.3|any] [-P] [-n CONNS] [-d SECONDS] [-w WARMUP] [-i "
-	        "IN_FLIGHT]\n"
-	        "               [-b ECHO_BYTES] [-O COUNTERS] [-p PROXY_PIDS] [-o ORIGIN_PIDS] "
-	        "[-q]\n");
+	fprintf(f, "usage: tcpload -m serve -a HOST:PORT [-O COUNTERS]\n"
+	           "       tcpload -m up|down|idle|check -a HOST:PORT [-s SNI] [-C CA] [-c CERT -k "
+	           "KEY]\n"
+	           "               [-V 1.2|1.3|any] [-P] [-n CONNS] [-d SECONDS] [-w WARMUP] [-i "
+	           "IN_FLIGHT]\n"
+	           "               [-b ECHO_BYTES] [-O COUNTERS] [-p PROXY_PIDS] [-o ORIGIN_PIDS] "
+	           "[-r PROBES_PER_S] [-q]\n");
 }
 
 static double parse_num(const char *s, const char *what, double min)
@@ -180,7 +179,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	o->warmup = 1;
 	o->inflight = 100;
 	o->echo_bytes = 1;
-	while ((ch = getopt(argc, argv, "m:a:s:C:c:k:V:Pn:d:w:i:b:O:p:o:qh")) != -1) {
+	while ((ch = getopt(argc, argv, "m:a:s:C:c:k:V:Pn:d:w:i:b:O:p:o:r:qh")) != -1) {
 		switch (ch) {
 		case 'm':
 			for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
@@ -234,6 +233,9 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case 'b':
 			o->echo_bytes = (size_t)parse_num(optarg, "-b", 1);
 			have_b = 1;
+			break;
+		case 'r':
+			o->probe_rate = parse_num(optarg, "-r", 0);
 			break;
 		case 'O':
 			o->counters = optarg;
@@ -300,9 +302,9 @@ static unsigned long long pid_ticks(const char *list)
 			unsigned long long ut = 0, st = 0;
 
 			/* after "pid (comm) ": state is field 3; utime and stime are 14 and 15 */
-			if (s && sscanf(s + 2,
-			                "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			                &ut, &st) == 2)
+			if (s &&
+			    sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			           &ut, &st) == 2)
 				sum += ut + st;
 		}
 		fclose(f);
@@ -598,7 +600,8 @@ static int serve(const struct opts *o)
 
 			if (d == EV_SIGNAL) {
 				fprintf(stderr,
-				        "tcpload serve: stopping; %lu connections accepted, %lu open, "
+				        "tcpload serve: stopping; %lu connections accepted, %lu "
+				        "open, "
 				        "%llu bytes received, %llu sent\n",
 				        so.accepted, so.open, (unsigned long long)so.local_ctr[0],
 				        (unsigned long long)so.local_ctr[1]);
@@ -631,7 +634,10 @@ struct conn {
 	uint32_t events;
 	enum cstate st;
 	SSL *ssl;
-	size_t hello_len, hello_off; /* command + echo bytes */
+	const unsigned char *hello; /* command + echo bytes */
+	size_t hello_len, hello_off;
+	int probe; /* a probe connection (up, down with -r) */
+	uint64_t t_open;
 	size_t echo_got;
 	size_t wpend; /* up: length of the SSL_write being retried, 0 if none */
 	uint64_t bytes; /* payload: sent (up) or received (down) */
@@ -643,7 +649,7 @@ static struct {
 	SSL_CTX *ctx;
 	int ep, sfd;
 	struct conn *c;
-	unsigned char *buf, *hello;
+	unsigned char *buf, *rbuf, *hello;
 	volatile uint64_t *ctr;
 	uint64_t t0, t_all_up, t_meas, t_end, t_stop, t_ready;
 	int stop, measuring, measured, ready;
@@ -652,7 +658,15 @@ static struct {
 	uint64_t ctr0[2], ctr1[2];
 	char tls_version[32], tls_cipher[64], tls_group[32];
 	char last_error[256];
+
+	/* probes: new connections, each a handshake and a 1-byte echo, during up and down */
+	unsigned nprobe_slots;
+	uint64_t probe_period, probe_next;
+	uint64_t *probe_ns; /* latencies of the completed probes */
+	unsigned probe_n, probe_cap, probe_failed, probe_skipped;
 } g;
+
+static const unsigned char probe_hello[2] = {'E', 'p'};
 
 static void note_error(const char *what, const char *why)
 {
@@ -666,8 +680,8 @@ static void note_error(const char *what, const char *why)
 
 static void interest(struct conn *c, uint32_t ev)
 {
-	struct epoll_event e = {.events = ev, .data.u64 = ((uint64_t)c->gen << 32) |
-	                                                  (uint64_t)(c - g.c)};
+	struct epoll_event e = {.events = ev,
+	                        .data.u64 = ((uint64_t)c->gen << 32) | (uint64_t)(c - g.c)};
 
 	if (ev == c->events)
 		return;
@@ -690,6 +704,14 @@ static void conn_close(struct conn *c)
 /* a connection that failed or was closed: counted once, never reopened */
 static void conn_fail(struct conn *c, const char *what, const char *why)
 {
+	if (c->probe) {
+		g.probe_failed++;
+		note_error("probe", why);
+		conn_close(c);
+		c->st = CS_FREE;
+		(void)what;
+		return;
+	}
 	if (c->st == CS_HELD) {
 		g.dropped++; /* idle: was up, closed later */
 		g.up--;
@@ -801,7 +823,9 @@ static void conn_open(struct conn *c)
 	c->events = 0;
 	c->bytes = c->bytes_at_meas = c->bytes_window = 0;
 	c->hello_off = c->echo_got = c->wpend = 0;
-	g.setting_up++;
+	c->t_open = now_ns();
+	if (!c->probe)
+		g.setting_up++;
 	if (fd < 0) {
 		c->st = CS_CONNECTING;
 		conn_fail(c, "socket", strerror(errno));
@@ -912,7 +936,7 @@ static void conn_step(struct conn *c, uint32_t events)
 
 			if (k > 16384)
 				k = 16384;
-			n = c_send(c, g.hello + c->hello_off, k);
+			n = c_send(c, c->hello + c->hello_off, k);
 			if (n == IO_WANT_WRITE || n == IO_WANT_READ) {
 				want_out = n == IO_WANT_WRITE;
 				break;
@@ -923,7 +947,7 @@ static void conn_step(struct conn *c, uint32_t events)
 			}
 			c->hello_off += (size_t)n;
 		}
-		if (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) {
+		if ((g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) && !c->probe) {
 			if (c->hello_off < c->hello_len) {
 				interest(c, want_out ? EPOLLOUT : EPOLLIN);
 				return;
@@ -933,11 +957,12 @@ static void conn_step(struct conn *c, uint32_t events)
 			size_t want = c->hello_len - 1;
 
 			while (c->echo_got < want) {
-				n = c_recv(c, g.buf, CHUNK);
+				n = c_recv(c, g.rbuf, CHUNK);
 				if (n == IO_WANT_READ || n == IO_WANT_WRITE)
 					break;
 				if (n == 0) {
-					conn_fail(c, "echo", "connection closed before the echo came back");
+					conn_fail(c, "echo",
+					          "connection closed before the echo came back");
 					return;
 				}
 				if (n < 0) {
@@ -945,7 +970,7 @@ static void conn_step(struct conn *c, uint32_t events)
 					return;
 				}
 				if (c->echo_got + (size_t)n > want ||
-				    memcmp(g.buf, g.hello + 1 + c->echo_got, (size_t)n) != 0) {
+				    memcmp(g.rbuf, c->hello + 1 + c->echo_got, (size_t)n) != 0) {
 					conn_fail(c, "echo", "the bytes that came back differ");
 					return;
 				}
@@ -959,6 +984,13 @@ static void conn_step(struct conn *c, uint32_t events)
 				interest(c, want_out ? EPOLLIN | EPOLLOUT : EPOLLIN);
 				return;
 			}
+			if (c->probe) {
+				if (g.probe_n < g.probe_cap)
+					g.probe_ns[g.probe_n++] = now_ns() - c->t_open;
+				conn_close(c);
+				c->st = CS_FREE;
+				return;
+			}
 			g.setting_up--;
 			g.up++;
 			c->st = g.o.mode == MODE_CHECK ? CS_CHECKED : CS_HELD;
@@ -970,11 +1002,13 @@ static void conn_step(struct conn *c, uint32_t events)
 	}
 	if (c->st == CS_HELD) {
 		/* idle: anything but a TLS record with no data (a ticket) ends the hold */
-		n = c_recv(c, g.buf, CHUNK);
+		n = c_recv(c, g.rbuf, CHUNK);
 		if (n == IO_WANT_READ || n == IO_WANT_WRITE)
 			return;
-		conn_fail(c, "idle connection", n == 0 ? "closed by the peer"
-		                                  : n > 0 ? "unexpected bytes" : io_why);
+		conn_fail(c, "idle connection",
+		          n == 0  ? "closed by the peer"
+		          : n > 0 ? "unexpected bytes"
+		                  : io_why);
 		return;
 	}
 	if (c->st != CS_STREAM)
@@ -1019,6 +1053,27 @@ static void conn_step(struct conn *c, uint32_t events)
 		c->bytes += (uint64_t)n;
 	}
 	interest(c, EPOLLOUT);
+}
+
+/* a probe: a new connection, full handshake, 1-byte echo; timed from connect() to the echo */
+static void probe_start(void)
+{
+	unsigned i;
+
+	for (i = g.o.conns; i < g.o.conns + g.nprobe_slots; i++) {
+		if (g.c[i].fd < 0) {
+			conn_open(&g.c[i]);
+			return;
+		}
+	}
+	g.probe_skipped++; /* all slots busy: PROBE_SLOTS probes are stuck already */
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 static void idle_fill(void)
@@ -1102,8 +1157,14 @@ static void report(void)
 	const char *tls = o->plain ? "none" : g.tls_version[0] ? g.tls_version : "unknown";
 
 	printf("mode=%s target=%s tls=%s cipher=%s group=%s conns=%u", mode_names[o->mode],
-	       o->target, tls, o->plain ? "none" : g.tls_cipher[0] ? g.tls_cipher : "unknown",
-	       o->plain ? "none" : g.tls_group[0] ? g.tls_group : "unknown", o->conns);
+	       o->target, tls,
+	       o->plain          ? "none"
+	       : g.tls_cipher[0] ? g.tls_cipher
+	                         : "unknown",
+	       o->plain         ? "none"
+	       : g.tls_group[0] ? g.tls_group
+	                        : "unknown",
+	       o->conns);
 	if (o->mode == MODE_UP || o->mode == MODE_DOWN) {
 		double secs = g.measured ? (double)(g.s1.t - g.s0.t) / (double)NS_PER_S : 0;
 		double hz = (double)sysconf(_SC_CLK_TCK);
@@ -1145,21 +1206,57 @@ static void report(void)
 		if (other_s < 0)
 			other_s = 0;
 		if (o->proxy_pids && bytes > 0)
-			snprintf(per_mb, sizeof(per_mb), "%.4f", proxy_s * 1e3 / ((double)bytes / 1e6));
+			snprintf(per_mb, sizeof(per_mb), "%.4f",
+			         proxy_s * 1e3 / ((double)bytes / 1e6));
 		printf(" streams_up=%u duration=%.3f bytes=%llu mbps=%.1f client_bytes=%llu "
-		       "stream_min_mbps=%.2f stream_max_mbps=%.2f fairness=%.3f errors=%u failed=%u "
+		       "stream_min_mbps=%.2f stream_max_mbps=%.2f fairness=%.3f errors=%u "
+		       "failed=%u "
 		       "proxy_cpu_s=%.3f proxy_ms_per_mb=%s proxy_cpu=%.0f origin_cpu=%.0f "
 		       "loadgen_cpu=%.0f other_cpu=%.0f irq_cpu=%.0f",
 		       g.streaming, secs, (unsigned long long)bytes,
 		       secs > 0 ? (double)bytes / 1e6 / secs : 0, (unsigned long long)client,
-		       secs > 0 ? (double)mn / 1e6 / secs : 0, secs > 0 ? (double)mx / 1e6 / secs : 0,
-		       jain, g.errors, g.failed, proxy_s, per_mb, secs > 0 ? proxy_s / secs * 100 : 0,
+		       secs > 0 ? (double)mn / 1e6 / secs : 0,
+		       secs > 0 ? (double)mx / 1e6 / secs : 0, jain, g.errors, g.failed, proxy_s,
+		       per_mb, secs > 0 ? proxy_s / secs * 100 : 0,
 		       secs > 0 ? origin_s / secs * 100 : 0, secs > 0 ? self_s / secs * 100 : 0,
 		       secs > 0 ? other_s / secs * 100 : 0, secs > 0 ? irq_s / secs * 100 : 0);
+		if (g.nprobe_slots) {
+			unsigned pending = 0;
+			double p50 = 0, p90 = 0, mx2 = 0;
+
+			/* a probe still unfinished at the end counts with the time it had waited
+			 * then, a lower bound: the percentiles cover every probe started */
+			for (i = g.o.conns; i < g.o.conns + g.nprobe_slots; i++) {
+				if (g.c[i].fd < 0)
+					continue;
+				pending++;
+				if (g.probe_n < g.probe_cap)
+					g.probe_ns[g.probe_n++] = g.t_stop - g.c[i].t_open;
+			}
+			if (g.probe_n > 0) {
+				qsort(g.probe_ns, g.probe_n, sizeof(*g.probe_ns), cmp_u64);
+				p50 = (double)g.probe_ns[(g.probe_n - 1) / 2] / 1e6;
+				p90 = (double)g.probe_ns[(g.probe_n * 9 - 1) / 10] / 1e6;
+				mx2 = (double)g.probe_ns[g.probe_n - 1] / 1e6;
+			}
+			printf(" probes=%u probe_p50_ms=%.2f probe_p90_ms=%.2f probe_max_ms=%.2f "
+			       "probe_failed=%u probe_unfinished=%u probe_skipped=%u",
+			       g.probe_n, p50, p90, mx2, g.probe_failed, pending, g.probe_skipped);
+			if (!o->quiet)
+				fprintf(stderr,
+				        "tcpload %s: %u probes (new connection, handshake, 1-byte "
+				        "echo): p50 %.2f ms, p90 %.2f ms, max %.2f ms; %u failed, "
+				        "%u "
+				        "unfinished (counted with their wait so far), %u not "
+				        "started\n",
+				        mode_names[o->mode], g.probe_n, p50, p90, mx2,
+				        g.probe_failed, pending, g.probe_skipped);
+		}
 		printf(" ok=%d\n", g.measured && g.errors == 0 && g.failed == 0 ? 1 : 0);
 		if (!o->quiet)
 			fprintf(stderr,
-			        "tcpload %s: %u streams, %.1f MB/s over %.2f s (per stream %.2f..%.2f), "
+			        "tcpload %s: %u streams, %.1f MB/s over %.2f s (per stream "
+			        "%.2f..%.2f), "
 			        "fairness %.3f, proxy CPU %.0f%%, %s, %s\n",
 			        mode_names[o->mode], g.streaming,
 			        secs > 0 ? (double)bytes / 1e6 / secs : 0, secs,
@@ -1193,16 +1290,20 @@ static void client_loop(void)
 			if (g.t_all_up && !g.measuring && t >= g.t_meas) {
 				snapshot(1);
 				g.measuring = 1;
+				g.probe_next = t;
+			}
+			while (g.measuring && g.nprobe_slots && t >= g.probe_next && t < g.t_end) {
+				probe_start();
+				g.probe_next += g.probe_period;
 			}
 			if (g.measuring && t >= g.t_end) {
 				snapshot(0);
 				g.measured = 1;
 				g.stop = 1;
 			}
-			if (!g.t_all_up &&
-			    (g.setting_up == 0 || t - g.t0 > SETUP_LIMIT_NS)) {
-				fprintf(stderr, "tcpload: only %u of %u streams came up\n", g.streaming,
-				        g.o.conns);
+			if (!g.t_all_up && (g.setting_up == 0 || t - g.t0 > SETUP_LIMIT_NS)) {
+				fprintf(stderr, "tcpload: only %u of %u streams came up\n",
+				        g.streaming, g.o.conns);
 				g.stop = 1;
 			}
 			if (g.t_all_up && g.streaming < g.o.conns && !g.measured)
@@ -1219,11 +1320,13 @@ static void client_loop(void)
 		if (g.stop)
 			break;
 		if (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN)
-			deadline = !g.t_all_up ? g.t0 + SETUP_LIMIT_NS + 1
+			deadline = !g.t_all_up   ? g.t0 + SETUP_LIMIT_NS + 1
 			           : g.measuring ? g.t_end
 			                         : g.t_meas;
 		else
 			deadline = g.ready ? g.t_end : g.t0 + SETUP_LIMIT_NS + 1;
+		if (g.measuring && g.nprobe_slots && g.probe_next < deadline)
+			deadline = g.probe_next;
 		if (deadline <= t)
 			timeout = 0;
 		else if (deadline - t > 60 * NS_PER_S)
@@ -1265,13 +1368,29 @@ static int client(void)
 
 	if (!g.o.plain)
 		g.ctx = tls_setup(&g.o);
-	g.c = calloc(g.o.conns, sizeof(*g.c));
+	if ((g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) && g.o.probe_rate > 0) {
+		g.nprobe_slots = PROBE_SLOTS;
+		g.probe_period = (uint64_t)((double)NS_PER_S / g.o.probe_rate);
+		g.probe_cap = (unsigned)(g.o.probe_rate * g.o.duration) + 16;
+		g.probe_ns = calloc(g.probe_cap, sizeof(*g.probe_ns));
+		if (!g.probe_ns)
+			die("%s", "out of memory");
+	}
+	g.c = calloc(g.o.conns + g.nprobe_slots, sizeof(*g.c));
 	g.buf = malloc(CHUNK);
+	g.rbuf = malloc(CHUNK);
 	g.hello = malloc(1 + g.o.echo_bytes);
-	if (!g.c || !g.buf || !g.hello)
+	if (!g.c || !g.buf || !g.rbuf || !g.hello)
 		die("%s", "out of memory");
-	for (i = 0; i < g.o.conns; i++)
+	for (i = 0; i < g.o.conns + g.nprobe_slots; i++) {
 		g.c[i].fd = -1;
+		g.c[i].hello = g.hello;
+		if (i >= g.o.conns) {
+			g.c[i].probe = 1;
+			g.c[i].hello = probe_hello;
+			g.c[i].hello_len = sizeof(probe_hello);
+		}
+	}
 	for (j = 0; j < CHUNK; j++)
 		g.buf[j] = pattern(j);
 	g.hello[0] = g.o.mode == MODE_UP ? 'U' : g.o.mode == MODE_DOWN ? 'D' : 'E';
@@ -1297,8 +1416,8 @@ static int client(void)
 
 	g.t0 = now_ns();
 	for (i = 0; i < g.o.conns; i++)
-		g.c[i].hello_len = (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) ? 1
-		                                                                   : 1 + g.o.echo_bytes;
+		g.c[i].hello_len =
+		        (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) ? 1 : 1 + g.o.echo_bytes;
 	if (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) {
 		for (i = 0; i < g.o.conns; i++)
 			conn_open(&g.c[i]);

@@ -134,7 +134,7 @@ PAYLOADS = ["<script", "javascript:", "${jndi:", "' or '1'='1", "union select", 
             "/etc/shadow", "/bin/sh", "wget http", "curl http", "tftp -g", "busybox", "chmod 777",
             "nc -e", ";reboot", "<?php", "eval(", "base64_decode(", "cmd.exe", "powershell",
             "{{7*7}}", "#{7*7}", "<!entity", "file://", "gopher://", "dict://",
-            "169.254.169.254", "telnetd -l", "/dev/tcp/", "%{(#", "() { :;};", "sleep(5)",
+            "169.254.169.254", "telnetd -l", "/dev/tcp/", "(#_memberaccess", "() { :;};", "sleep(5)",
             "benchmark(", "xp_cmdshell", "/proc/self/environ", "onerror=", "<iframe",
             "document.cookie", "ldap://", "rmi://"]
 HEADERS = ["x-forwarded-host", "referer", "cookie", "content-type", "soapaction", "x-api-key",

@@ -512,6 +512,9 @@ static void update_watch(struct moat_tcp_conn *c)
 		moat_sock_watch(&c->dev, c->dev.hs_wait, poll_cb);
 		return;
 	}
+	/* an idle stream holds no buffer memory (the worker's buffer cache makes this cheap) */
+	moat_buf_release_if_empty(&c->up);
+	moat_buf_release_if_empty(&c->down);
 	if (!c->dev_eof && (c->up.data == NULL || moat_buf_room(&c->up) > 0))
 		ev |= c->dev.rd_wait;
 	if (moat_buf_len(&c->down) > 0)
@@ -580,9 +583,14 @@ static void timer_cb(uv_timer_t *t)
 	}
 }
 
+/* Passes per pump() call: a stream that always has more to move must not keep its worker from
+ * the event loop, or every other connection of the worker (and new ones) would starve. */
+#define PUMP_MAX_PASSES 16
+
 static void pump(struct moat_tcp_conn *c)
 {
-	int r;
+	int r, passes = 0;
+	uint64_t d, now;
 
 	for (;;) {
 		switch (c->state) {
@@ -594,9 +602,9 @@ static void pump(struct moat_tcp_conn *c)
 		case TS_ORIGIN_TLS:
 			r = connect_step(c);
 			if (r >= 0 && c->state != TS_CLOSED) {
-				int s = stream_step(c);
+				int st = stream_step(c);
 
-				r = s < 0 ? -1 : (r | s);
+				r = st < 0 ? -1 : (r | st);
 			}
 			break;
 		case TS_STREAM:
@@ -605,17 +613,18 @@ static void pump(struct moat_tcp_conn *c)
 		default:
 			return;
 		}
-		if (r <= 0 || c->state == TS_CLOSED)
+		if (r <= 0 || c->state == TS_CLOSED || ++passes == PUMP_MAX_PASSES)
 			break;
 	}
 	if (c->state == TS_CLOSED)
 		return;
 	update_watch(c);
-	{
-		uint64_t d = deadline(c), now = now_ms(c);
-
-		uv_timer_start(&c->timer, timer_cb, d > now ? d - now : 0, 0);
-	}
+	d = deadline(c);
+	now = now_ms(c);
+	/* more to do: come back after the loop has served everyone else once (OpenSSL may hold
+	 * decrypted bytes no poll event would announce) */
+	uv_timer_start(&c->timer, timer_cb, passes == PUMP_MAX_PASSES ? 0 : (d > now ? d - now : 0),
+	               0);
 }
 
 /* ---- worker hooks ----------------------------------------------------------------------- */
