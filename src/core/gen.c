@@ -183,6 +183,16 @@ static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cf
 	if (c->devices != NULL &&
 	    moat_devices_load(c->devices, report, arg, &t->devices) != MOAT_OK)
 		failed = 1;
+	{
+		/* a value that did not fit the scratch would be "missing": a rule failing open */
+		const struct moat_http_limits hl = {cfg->max_request_line, cfg->max_header_size,
+		                                    cfg->max_headers};
+
+		if (t->rules != NULL)
+			t->rules_scratch = moat_ruleset_scratch_size_for(t->rules, &hl);
+		if (t->tcp_rules != NULL)
+			t->tcp_rules_scratch = moat_ruleset_scratch_size_for(t->tcp_rules, &hl);
+	}
 	return failed ? MOAT_EINVAL : MOAT_OK;
 }
 

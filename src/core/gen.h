@@ -48,6 +48,9 @@ struct moat_tenant {
 	struct moat_ruleset *rules; /* virtual patches for HTTP requests; NULL if none */
 	struct moat_ruleset *tcp_rules; /* rules applied when a TCP connection is made */
 	struct moat_devices *devices; /* device.* facts; NULL if none */
+	/* scratch bytes an evaluation needs for the largest request the limits admit: computed
+	 * once here, not per request */
+	size_t rules_scratch, tcp_rules_scratch;
 	struct moat_gen *gen;
 };
 

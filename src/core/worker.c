@@ -381,16 +381,8 @@ void moat_worker_destroy(struct moat_worker *w)
 		moat_log_warn("worker %u: loop closed with handles still open", w->index);
 }
 
-int moat_worker_rules_scratch(struct moat_worker *w, const struct moat_ruleset *rs,
-                              struct moat_rules_scratch *out)
+int moat_worker_rules_scratch(struct moat_worker *w, size_t need, struct moat_rules_scratch *out)
 {
-	const struct moat_config *cfg = w->gen->cfg;
-	const struct moat_http_limits lim = {cfg->max_request_line, cfg->max_header_size,
-	                                     cfg->max_headers};
-	/* sized for the largest request these limits admit: a value that did not fit would be
-	 * "missing", and a rule would fail open */
-	size_t need = moat_ruleset_scratch_size_for(rs, &lim);
-
 	if (need > w->rules_scratch_cap) {
 		char *p = moat_realloc(w->rules_scratch, need);
 

@@ -92,9 +92,9 @@ void moat_worker_join(struct moat_worker *w);
 /* After join: closes the worker's loop. */
 void moat_worker_destroy(struct moat_worker *w);
 
-/* Scratch for evaluating rs on this worker: grown (once per generation at most) to what rs
- * needs. MOAT_ENOMEM if it cannot be. */
-int moat_worker_rules_scratch(struct moat_worker *w, const struct moat_ruleset *rs,
+/* Scratch of at least `need` bytes (the tenant's rules_scratch: computed once per generation)
+ * for evaluating rules on this worker. MOAT_ENOMEM if it cannot be grown. */
+int moat_worker_rules_scratch(struct moat_worker *w, size_t need,
                               struct moat_rules_scratch *out) MOAT_WUR;
 
 /* A new request id: 16 hex characters, unique per process in practice. */

@@ -540,7 +540,7 @@ static int apply_rules(struct moat_http_conn *c, const struct moat_http_request 
 	struct moat_rules_scratch scratch;
 	struct moat_rules_verdict v;
 
-	if (moat_worker_rules_scratch(c->w, rs, &scratch) != MOAT_OK) {
+	if (moat_worker_rules_scratch(c->w, c->tenant->rules_scratch, &scratch) != MOAT_OK) {
 		respond_error(c, 503, "overloaded", "out of memory evaluating rules");
 		return -1;
 	}

@@ -243,7 +243,7 @@ static int apply_rules(struct moat_tcp_conn *c)
 
 	if (rs == NULL)
 		return 0;
-	if (moat_worker_rules_scratch(c->w, rs, &scratch) != MOAT_OK) {
+	if (moat_worker_rules_scratch(c->w, c->tenant->tcp_rules_scratch, &scratch) != MOAT_OK) {
 		conn_end(c, "error", 0, 0);
 		return -1;
 	}
