@@ -15,7 +15,8 @@
  *   cc -O2 -Isrc bench/rules_eval_bench.c build/release/libmoat.a \
  *      $(pkg-config --libs openssl libuv inih jansson libpcre2-8 libhs) -lpthread -lm
  *
- * Usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-v] [-p] REQUESTS RULES...
+ * Usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-e KIB] [-v] [-p] REQUESTS RULES...
+ *   -e  memory read before each evaluation in the cold-cache measurement (1024 KiB)
  *   -v  also the time of each request of the mix alone
  *   -p  only the evaluation with the prefilter (to run under a profiler)
  * Output: human text on stderr; one key=value line per rules file on stdout.
@@ -168,15 +169,28 @@ static int cmp_double(const void *a, const void *b)
 
 static volatile size_t sink;
 
-/* How moatd calls the engine per request: src/core/worker.c sizes the scratch with
- * moat_ruleset_scratch_size_for (moatd's default HTTP limits) before every evaluation. */
-#define SIZE_PER_REQUEST 0x100
+/* Cold caches: before each evaluation, EVICT_KIB of other memory is read (one load per cache
+ * line), as a proxy's TLS, socket and kernel work between two requests pushes the ruleset
+ * out of the core's caches. The time of the same reads alone is subtracted. */
+#define COLD 0x100
+#define EVICT_ONLY 0x200
+static size_t evict_kib = 1024;
+static volatile unsigned char *evict_buf;
+
+static unsigned evict(void)
+{
+	unsigned x = 0;
+	size_t i;
+
+	for (i = 0; i < evict_kib * 1024; i += 64)
+		x += evict_buf[i];
+	return x;
+}
 
 /* One timed run: evals evaluations over the requests, round-robin; ns per evaluation. */
 static double run(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, long evals,
                   unsigned flags, size_t only)
 {
-	const struct moat_http_limits lim = {8192, 16384, 100}; /* moatd's defaults */
 	struct moat_rules_input in[MAX_REQS];
 	struct moat_rules_verdict v;
 	size_t i, hits = 0, k = 0, n = only == SIZE_MAX ? nreqs : 1;
@@ -187,10 +201,13 @@ static double run(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, 
 		in[i] = input(&reqs[only == SIZE_MAX ? i : only].parsed);
 	t0 = now_ns();
 	for (e = 0; e < evals; e++) {
-		if (flags & SIZE_PER_REQUEST)
-			hits += moat_ruleset_scratch_size_for(rs, &lim) > sc->cap;
-		moat_rules_eval_flags(rs, &in[k], sc, NULL, NULL, &v, flags & ~SIZE_PER_REQUEST);
-		hits += v.rule != NULL;
+		if (flags & (COLD | EVICT_ONLY))
+			hits += evict();
+		if (!(flags & EVICT_ONLY)) {
+			moat_rules_eval_flags(rs, &in[k], sc, NULL, NULL, &v,
+			                      flags & MOAT_RULES_EVAL_NO_PREFILTER);
+			hits += v.rule != NULL;
+		}
 		if (++k == n)
 			k = 0;
 	}
@@ -208,8 +225,11 @@ static void measure(const struct moat_ruleset *rs, struct moat_rules_scratch *sc
 	if (t == NULL)
 		die("out of memory", NULL);
 	run(rs, sc, evals / 10 + 1, flags, only); /* warm the caches and the thread's scratch */
-	for (i = 0; i < runs; i++)
+	for (i = 0; i < runs; i++) {
 		t[i] = run(rs, sc, evals, flags, only);
+		if (flags & COLD) /* minus the reads alone, timed right after */
+			t[i] -= run(rs, sc, evals, EVICT_ONLY, only);
+	}
 	qsort(t, (size_t)runs, sizeof(double), cmp_double);
 	*median = runs % 2 ? t[runs / 2] : (t[runs / 2 - 1] + t[runs / 2]) / 2;
 	*min = t[0];
@@ -331,8 +351,8 @@ static int check(const struct moat_ruleset *rs, struct moat_rules_scratch *sc, s
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-v] [-p] "
-	                "REQUESTS RULES...\n");
+	fprintf(stderr, "usage: rules_eval_bench [-n EVALS] [-r RUNS] [-a ATTACKS] [-e KIB] [-v] "
+	                "[-p] REQUESTS RULES...\n");
 	exit(2);
 }
 
@@ -342,7 +362,7 @@ int main(int argc, char **argv)
 	int runs = 7, verbose = 0, only_eval = 0, ch, i, status = 0;
 	const char *attacks_file = NULL;
 
-	while ((ch = getopt(argc, argv, "n:r:a:vp")) != -1) {
+	while ((ch = getopt(argc, argv, "n:r:a:e:vp")) != -1) {
 		switch (ch) {
 		case 'n':
 			evals = atol(optarg);
@@ -352,6 +372,9 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			attacks_file = optarg;
+			break;
+		case 'e':
+			evict_kib = (size_t)strtoul(optarg, NULL, 10);
 			break;
 		case 'v':
 			verbose = 1;
@@ -365,6 +388,9 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind < 2 || evals < 1 || runs < 1)
 		usage();
+	evict_buf = calloc(evict_kib > 0 ? evict_kib : 1, 1024);
+	if (evict_buf == NULL)
+		die("out of memory", NULL);
 	((struct sockaddr_in *)&src)->sin_family = AF_INET;
 	inet_pton(AF_INET, "127.0.0.1", &((struct sockaddr_in *)&src)->sin_addr);
 	nreqs = read_reqs(argv[optind], &reqs, 0);
@@ -388,7 +414,7 @@ int main(int argc, char **argv)
 		struct moat_ruleset *rs = NULL;
 		struct moat_rules_scratch sc;
 		struct moat_rules_stats st;
-		double med, min, npmed, npmin, szmed, szmin;
+		double med, min, npmed, npmin, cmed, cmin;
 		uint64_t t0, t1;
 		size_t n, r;
 
@@ -411,21 +437,19 @@ int main(int argc, char **argv)
 			continue;
 		}
 		measure(rs, &sc, evals, runs, 0, SIZE_MAX, &med, &min);
-		szmed = szmin = npmed = npmin = 0;
+		cmed = cmin = npmed = npmin = 0;
 		if (!only_eval) {
-			measure(rs, &sc, evals, runs, SIZE_PER_REQUEST, SIZE_MAX, &szmed, &szmin);
+			measure(rs, &sc, evals / 10 + 1, runs, COLD, SIZE_MAX, &cmed, &cmin);
 			measure(rs, &sc, evals / 20 + 1, runs, MOAT_RULES_EVAL_NO_PREFILTER,
 			        SIZE_MAX, &npmed, &npmin);
 		}
 		moat_ruleset_stats(rs, &st);
 		fprintf(stderr,
 		        "  %zu rules: %.0f ns per request (median of %d runs; fastest %.0f); with "
-		        "the "
-		        "scratch sized before each evaluation as moatd does, %.0f ns (fastest "
-		        "%.0f); "
+		        "cold caches (%zu KiB read before each evaluation) %.0f ns (fastest %.0f); "
 		        "without the prefilter %.0f ns (fastest %.0f); %u values, %u prefilter "
 		        "databases\n",
-		        n, med, runs, min, szmed, szmin, npmed, npmin, st.values,
+		        n, med, runs, min, evict_kib, cmed, cmin, npmed, npmin, st.values,
 		        st.prefilter_databases);
 		if (verbose) {
 			diagnose(rs, &sc);
@@ -438,10 +462,10 @@ int main(int argc, char **argv)
 			}
 		}
 		printf("rules=%zu file=%s compile_ms=%.0f ns_median=%.0f ns_min=%.0f "
-		       "sized_ns_median=%.0f sized_ns_min=%.0f noprefilter_ns_median=%.0f "
+		       "cold_ns_median=%.0f cold_ns_min=%.0f noprefilter_ns_median=%.0f "
 		       "noprefilter_ns_min=%.0f runs=%d evals=%ld values=%u databases=%u "
 		       "regex_limit_hits=%llu scratch_overflows=%llu\n",
-		       n, argv[i], (double)(t1 - t0) / 1e6, med, min, szmed, szmin, npmed, npmin,
+		       n, argv[i], (double)(t1 - t0) / 1e6, med, min, cmed, cmin, npmed, npmin,
 		       runs, evals, st.values, st.prefilter_databases,
 		       (unsigned long long)st.regex_limit_hits,
 		       (unsigned long long)st.scratch_overflows);
