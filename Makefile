@@ -9,24 +9,26 @@
 
 CC ?= cc
 SAN ?= 0
-PKGS := openssl libuv inih jansson libpcre2-8 libhs
+PKGS := openssl libuv inih jansson libpcre2-8 libhs sqlite3
 PY := /usr/bin/python3
 
+# O=DIR builds into DIR instead (separate trees for parallel builds)
 ifeq ($(SAN),1)
-BUILD := build/san
+BUILD := $(or $(O),build/san)
 OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 else
-BUILD := build/release
+BUILD := $(or $(O),build/release)
 OPT := -O2
 endif
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Werror
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Isrc $(CFLAGS) \
-	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+	$(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
 LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 SRC := $(sort $(shell find src -name '*.c'))
+MOATCTL_SRC := $(sort $(wildcard tools/moatctl/*.c))
 LIB_SRC := $(filter-out src/moatd.c,$(SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(sort $(shell find tests/unit -name '*_test.c' 2>/dev/null))
@@ -36,7 +38,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 20
 
 .PHONY: all deps run test unit e2e fuzz fuzz-build bench lint format clean
-all: $(BUILD)/moatd
+all: $(BUILD)/moatd $(BUILD)/moatctl
 
 deps:
 	@./scripts/deps.sh
@@ -52,6 +54,10 @@ $(BUILD)/libmoat.a: $(LIB_OBJ)
 $(BUILD)/moatd: $(BUILD)/obj/src/moatd.o $(BUILD)/libmoat.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
+# moatctl speaks only HTTP to the admin API: libcurl and jansson, nothing of libmoat
+$(BUILD)/moatctl: $(MOATCTL_SRC:%.c=$(BUILD)/obj/%.o)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(shell pkg-config --libs libcurl jansson)
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libmoat.a $(LIBS) -lcmocka
@@ -63,8 +69,8 @@ run: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-e2e: $(BUILD)/moatd
-	MOATD=$(abspath $(BUILD)/moatd) $(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+e2e: $(BUILD)/moatd $(BUILD)/moatctl
+	MOATD=$(abspath $(BUILD)/moatd) MOATCTL=$(abspath $(BUILD)/moatctl) $(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory all unit
@@ -94,7 +100,7 @@ lint:
 	@./scripts/lint.sh
 
 format:
-	@clang-format -i $$(find src tests/unit fuzz bench -name '*.[ch]')
+	@clang-format -i $$(find src tools tests/unit fuzz bench -name '*.[ch]')
 
 clean:
 	rm -rf build

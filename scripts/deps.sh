@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format clang-tidy cppcheck \
 libssl-dev openssl libuv1-dev libinih-dev libjansson-dev libsqlite3-dev libpcre2-dev \
-zlib1g-dev libzstd-dev libcmocka-dev libhyperscan-dev \
+zlib1g-dev libzstd-dev libcmocka-dev libhyperscan-dev libcurl4-openssl-dev sqlite3 \
 curl nginx libnginx-mod-http-modsecurity haproxy mosquitto mosquitto-clients python3 python3-pytest procps psmisc"
 
 missing=""

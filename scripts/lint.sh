@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/.."
 status=0
 
-files=$(find src tests/unit fuzz bench -name '*.[ch]' 2>/dev/null | sort)
+files=$(find src tools tests/unit fuzz bench -name '*.[ch]' 2>/dev/null | sort)
 
 echo "lint: clang-format"
 if ! clang-format --dry-run --Werror $files; then

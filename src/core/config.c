@@ -83,6 +83,10 @@ enum {
 	MK_TCP_BUFFER,
 	MK_SECURITY_LOG,
 	MK_RULES_BODY_LIMIT,
+	MK_ADMIN_LISTEN,
+	MK_ADMIN_CERT,
+	MK_ADMIN_KEY,
+	MK_STORE,
 	MK_COUNT
 };
 
@@ -827,6 +831,24 @@ bad_host:
 	return false;
 }
 
+/* The admin API's address: like a listener's bind, or "off". */
+static bool set_admin_listen(struct loader *ld, const struct key *k, void *obj, const char *v)
+{
+	struct moat_config *cfg = obj;
+	struct moat_config_listener l;
+	bool ok;
+
+	if (strcmp(v, "off") == 0) {
+		moat_free(cfg->admin_listen);
+		cfg->admin_listen = NULL;
+		return true;
+	}
+	memset(&l, 0, sizeof(l));
+	ok = set_bind(ld, k, &l, v);
+	moat_free(l.bind);
+	return ok && set_string(ld, &cfg->admin_listen, v);
+}
+
 static bool set_protocol(struct loader *ld, const struct key *k, void *obj, const char *v)
 {
 	static const char *const opts[] = {"http", "tcp", "mqtt"};
@@ -1332,6 +1354,48 @@ bad_port:
 	return false;
 }
 
+struct origin_err {
+	char *buf;
+	size_t cap;
+};
+
+static void origin_err_report(void *arg, const char *file, unsigned line, const char *msg)
+{
+	struct origin_err *e = arg;
+
+	(void)file;
+	(void)line;
+	snprintf(e->buf, e->cap, "%s", msg);
+}
+
+int moat_config_origin_parse(const char *v, int tcp, enum moat_origin_scheme *scheme,
+                             char **host, uint16_t *port, char *err, size_t errcap)
+{
+	struct origin_err e = {err, errcap};
+	struct loader ld;
+	struct origin o;
+
+	memset(&ld, 0, sizeof(ld));
+	ld.file = "";
+	ld.report = origin_err_report;
+	ld.arg = &e;
+	if (errcap > 0)
+		err[0] = '\0';
+	if (!parse_origin(&ld, tcp ? &tcp_origin : &http_origin, v, &o))
+		return ld.nomem ? MOAT_ENOMEM : MOAT_EINVAL;
+	*scheme = o.scheme;
+	*host = o.host;
+	*port = o.port;
+	return MOAT_OK;
+}
+
+int moat_config_host_ok(const char *s)
+{
+	if (s[0] == '*' && s[1] == '.')
+		s += 2;
+	return dns_name_ok(s, false);
+}
+
 /* Stores a parsed origin and the value as written; false (and nothing changed) on failure. */
 static bool store_origin(struct loader *ld, const struct origin *o, const char *v, char **field,
                          char **host, enum moat_origin_scheme *scheme, uint16_t *port)
@@ -1434,6 +1498,10 @@ static const struct key moat_keys[MK_COUNT] = {
                                  MAX_KEEPALIVE, false},
         [MK_TCP_BUFFER] = {"tcp_buffer", set_size, CFG(tcp_buffer), 4 * KIB, 16 * MIB, false},
         [MK_SECURITY_LOG] = {"security_log", set_opt_path, CFG(security_log), 0, 0, false},
+        [MK_ADMIN_LISTEN] = {"admin_listen", set_admin_listen, CFG(admin_listen), 0, 0, false},
+        [MK_ADMIN_CERT] = {"admin_cert", set_opt_path, CFG(admin_cert), 0, 0, false},
+        [MK_ADMIN_KEY] = {"admin_key", set_opt_path, CFG(admin_key), 0, 0, false},
+        [MK_STORE] = {"store", set_opt_path, CFG(store), 0, 0, false},
         [MK_RULES_BODY_LIMIT] = {"rules_body_limit", set_size, CFG(rules_body_limit), 0, MIB,
                                  false},
 };
@@ -2144,10 +2212,11 @@ static void check_all(struct loader *ld)
 		        ld, 0,
 		        "no [listener NAME] section: add one, e.g. [listener devices] with bind = "
 		        "0.0.0.0:8443");
-	if (cfg->ntenants == 0 && !ld->bad_tenant_header)
-		problem_at(ld, 0,
-		           "no [tenant NAME] section: add one with hosts, cert, key, device_ca and "
-		           "origin");
+	/* no [tenant] section is fine: tenants may come from the store (admin API) */
+	if ((cfg->admin_cert == NULL) != (cfg->admin_key == NULL))
+		problem_at(ld, ld->moat_seen[cfg->admin_cert ? MK_ADMIN_CERT : MK_ADMIN_KEY],
+		           "admin_cert and admin_key go together: give both for TLS on the admin "
+		           "API, or neither");
 }
 
 /* ---- loading ---- */
@@ -2227,6 +2296,7 @@ out:
 
 static bool set_defaults(struct moat_config *cfg)
 {
+	atomic_init(&cfg->refs, 1);
 	cfg->workers = online_cpus();
 	cfg->log_level = MOAT_LOG_INFO;
 	cfg->handshake_timeout = 10 * SEC_MS;
@@ -2247,7 +2317,8 @@ static bool set_defaults(struct moat_config *cfg)
 	cfg->tcp_buffer = 64 * KIB;
 	cfg->rules_body_limit = 8 * KIB;
 	cfg->data_dir = moat_strdup(DEFAULT_DATA_DIR);
-	return cfg->data_dir != NULL;
+	cfg->admin_listen = moat_strdup("127.0.0.1:9900");
+	return cfg->data_dir != NULL && cfg->admin_listen != NULL;
 }
 
 int moat_config_load(const char *path, moat_config_report_fn report, void *arg,
@@ -2308,11 +2379,47 @@ out:
 	return rc;
 }
 
+void moat_config_ref(struct moat_config *cfg)
+{
+	atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+}
+
+void moat_config_tenant_clear(struct moat_config_tenant *t)
+{
+	size_t j;
+
+	moat_free(t->name);
+	for (j = 0; j < t->nhosts; j++)
+		moat_free(t->hosts[j]);
+	moat_free(t->hosts);
+	moat_free(t->cert);
+	moat_free(t->key);
+	for (j = 0; j < t->ndevice_cas; j++)
+		moat_free(t->device_cas[j]);
+	moat_free(t->device_cas);
+	moat_free(t->crl);
+	moat_free(t->origin);
+	moat_free(t->origin_host);
+	moat_free(t->origin_ca);
+	moat_free(t->tcp_origin);
+	moat_free(t->tcp_origin_host);
+	moat_free(t->rules);
+	moat_free(t->tcp_rules);
+	moat_free(t->devices);
+	moat_free(t->cert_pem);
+	moat_free(t->device_ca_pem);
+	moat_free(t->origin_ca_pem);
+	for (j = 0; j < t->nquarantine_allow; j++)
+		moat_free(t->quarantine_allow[j]);
+	moat_free(t->quarantine_allow);
+}
+
 void moat_config_free(struct moat_config *cfg)
 {
-	size_t i, j;
+	size_t i;
 
-	if (cfg == NULL)
+	if (cfg == NULL ||
+	    atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (i = 0; i < cfg->nlisteners; i++) {
 		moat_free(cfg->listeners[i].name);
@@ -2322,28 +2429,8 @@ void moat_config_free(struct moat_config *cfg)
 		moat_free(cfg->listeners[i].deny);
 	}
 	moat_free(cfg->listeners);
-	for (i = 0; i < cfg->ntenants; i++) {
-		struct moat_config_tenant *t = &cfg->tenants[i];
-
-		moat_free(t->name);
-		for (j = 0; j < t->nhosts; j++)
-			moat_free(t->hosts[j]);
-		moat_free(t->hosts);
-		moat_free(t->cert);
-		moat_free(t->key);
-		for (j = 0; j < t->ndevice_cas; j++)
-			moat_free(t->device_cas[j]);
-		moat_free(t->device_cas);
-		moat_free(t->crl);
-		moat_free(t->origin);
-		moat_free(t->origin_host);
-		moat_free(t->origin_ca);
-		moat_free(t->tcp_origin);
-		moat_free(t->tcp_origin_host);
-		moat_free(t->rules);
-		moat_free(t->tcp_rules);
-		moat_free(t->devices);
-	}
+	for (i = 0; i < cfg->ntenants; i++)
+		moat_config_tenant_clear(&cfg->tenants[i]);
 	moat_free(cfg->tenants);
 	moat_free(cfg->path);
 	moat_free(cfg->data_dir);
@@ -2351,6 +2438,10 @@ void moat_config_free(struct moat_config *cfg)
 	moat_free(cfg->error_log);
 	moat_free(cfg->pid_file);
 	moat_free(cfg->security_log);
+	moat_free(cfg->admin_listen);
+	moat_free(cfg->admin_cert);
+	moat_free(cfg->admin_key);
+	moat_free(cfg->store);
 	moat_free(cfg);
 }
 

@@ -12,6 +12,7 @@
 #ifndef MOAT_CORE_CONFIG_H
 #define MOAT_CORE_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -94,9 +95,19 @@ struct moat_config_tenant {
 	char *tcp_rules; /* rules for TCP listeners: connection fields only; NULL if none */
 	char *devices; /* per-device facts (model, firmware, tags) for device.* fields */
 	unsigned rules_line, tcp_rules_line, devices_line;
+
+	/* Tenants from the store (the admin API) carry their PEMs in memory instead of file
+	 * names; cert/device_cas/origin_ca are then NULL. */
+	int from_store;
+	char *cert_pem; /* server certificate chain */
+	char *device_ca_pem; /* every device CA, concatenated */
+	char *origin_ca_pem;
+	char **quarantine_allow; /* path prefixes a quarantined device may still use */
+	size_t nquarantine_allow;
 };
 
 struct moat_config {
+	atomic_uint refs; /* generations share one config; moat_config_free drops one */
 	char *path; /* absolute path of the file */
 	unsigned workers; /* resolved: "auto" becomes the number of online CPUs */
 	char *data_dir;
@@ -126,6 +137,9 @@ struct moat_config {
 	size_t tcp_buffer; /* TCP listeners: bytes buffered per direction per connection */
 	char *security_log; /* one JSON line per rule hit; NULL: none */
 	size_t rules_body_limit; /* bytes of a request body the rules may inspect */
+	char *admin_listen; /* admin API address; NULL: off */
+	char *admin_cert, *admin_key; /* both or neither: TLS on the admin API */
+	char *store; /* the store's file; NULL: data_dir/moat.db */
 
 	struct moat_config_listener *listeners;
 	size_t nlisteners;
@@ -144,7 +158,12 @@ typedef void (*moat_config_report_fn)(void *arg, const char *file, unsigned line
 int moat_config_load(const char *path, moat_config_report_fn report, void *arg,
                      struct moat_config **out) MOAT_WUR;
 
+/* Configs are shared by reference: ref adds one, free drops one (and frees at zero). */
+void moat_config_ref(struct moat_config *cfg);
 void moat_config_free(struct moat_config *cfg);
+
+/* Frees what a tenant record owns (not the record itself). */
+void moat_config_tenant_clear(struct moat_config_tenant *t);
 
 /* Finds a tenant by name, NULL if none. */
 const struct moat_config_tenant *moat_config_tenant_find(const struct moat_config *cfg,
@@ -158,5 +177,16 @@ int moat_config_parse_duration(const char *s, uint64_t *ms) MOAT_WUR;
 
 /* Parses a byte size: an integer with an optional "k", "m", "g" suffix (powers of 1024). */
 int moat_config_parse_size(const char *s, uint64_t *bytes) MOAT_WUR;
+
+/*
+ * Parses an origin URL as the config file's `origin` (tcp = 0: http:// or https://) or
+ * `tcp_origin` (tcp = 1: tcp:// or tls://) key does. On success *host is allocated. On
+ * failure MOAT_EINVAL with the reason in err ("origin: scheme must be ...").
+ */
+int moat_config_origin_parse(const char *v, int tcp, enum moat_origin_scheme *scheme,
+                             char **host, uint16_t *port, char *err, size_t errcap) MOAT_WUR;
+
+/* 1 if s is a valid tenant host name (a DNS name, optionally "*." and a name). */
+int moat_config_host_ok(const char *s);
 
 #endif

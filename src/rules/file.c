@@ -802,6 +802,80 @@ int moat_rules_check_expr(const char *expr, enum moat_rules_scope scope,
 	return r == MOAT_OK ? MOAT_OK : MOAT_EINVAL;
 }
 
+/* Errors of one rule's expression: positions are in the expression, the rule id is given. */
+struct build_ctx {
+	struct check_ctx c;
+	const char *rule_id;
+};
+
+static void build_error(void *arg, size_t pos, const char *msg)
+{
+	struct build_ctx *b = arg;
+	struct loader L;
+
+	memset(&L, 0, sizeof(L));
+	L.name = "<rule>";
+	L.text = b->c.expr;
+	L.len = b->c.len;
+	L.lines = b->c.lines;
+	L.nlines = b->c.nlines;
+	L.report = b->c.report;
+	L.arg = b->c.arg;
+	report_at(&L, pos, b->rule_id, msg);
+}
+
+int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                     const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
+                     struct moat_ruleset **out)
+{
+	struct moat_rules_limits l;
+	struct moat_rules_builder *b;
+	unsigned errors = 0;
+	int nomem = 0;
+
+	*out = NULL;
+	moat_rules_limits_fill(&l, lim);
+	if (n > l.max_rules) {
+		struct moat_rules_error e = {"<rules>", 1, 1, NULL, "too many rules", ""};
+
+		if (report != NULL)
+			report(arg, &e);
+		return MOAT_EINVAL;
+	}
+	b = moat_rules_builder_new(scope, &l);
+	if (b == NULL)
+		return MOAT_EINVAL;
+	for (size_t i = 0; i < n && !nomem; i++) {
+		const char *expr = defs[i].expr != NULL ? defs[i].expr : "";
+		struct build_ctx bc = {{expr, strlen(expr), NULL, 0, report, arg}, defs[i].id};
+		struct moat_rules_diag d = {build_error, &bc, 0};
+		struct loader L;
+		uint32_t root;
+		int r;
+
+		memset(&L, 0, sizeof(L));
+		L.text = expr;
+		L.len = bc.c.len;
+		if (index_lines(&L) != 0) {
+			nomem = 1;
+			break;
+		}
+		bc.c.lines = L.lines;
+		bc.c.nlines = L.nlines;
+		r = moat_rules_builder_expr(b, expr, bc.c.len, &d, &root);
+		if (r == MOAT_OK && moat_rules_builder_rule(b, &defs[i], root) != MOAT_OK)
+			nomem = 1;
+		else if (r != MOAT_OK)
+			errors++;
+		moat_free(L.lines);
+	}
+	if (errors > 0 || nomem) {
+		moat_rules_builder_free(b);
+		return MOAT_EINVAL;
+	}
+	return moat_rules_builder_finish(b, out) == MOAT_OK ? MOAT_OK : MOAT_EINVAL;
+}
+
 /* ---- names and messages ------------------------------------------------------------------- */
 
 const char *moat_rule_action_name(enum moat_rule_action a)

@@ -96,6 +96,14 @@ int moat_rules_load_buffer(const char *name, const char *text, size_t len,
                            moat_rules_report_fn report, void *arg,
                            struct moat_ruleset **out) MOAT_WUR;
 
+/* Compiles rules given as records (the store's rules): each rule's id, name, expr, action,
+ * mode, status, body, enabled, description and reference are copied; line is kept as given.
+ * Errors are reported per rule, with rule_id set and line/col inside its expression; any
+ * error refuses the whole set (MOAT_EINVAL, *out NULL). Ids are not checked for duplicates. */
+int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                     const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
+                     struct moat_ruleset **out) MOAT_WUR;
+
 /* Compiles one expression alone (validation, tests): errors as above, line 1. */
 int moat_rules_check_expr(const char *expr, enum moat_rules_scope scope,
                           const struct moat_rules_limits *lim, moat_rules_report_fn report,
