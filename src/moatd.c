@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -18,12 +19,15 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/gen.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "core/stats.h"
 #include "rules/rules.h"
+#include "store/store.h"
 #include "tls/tls.h"
 
 #define MOAT_VERSION "0.1.0"
@@ -41,6 +45,13 @@ struct control {
 	int draining;
 	unsigned char ticket_secret[TICKET_SECRET_LEN];
 	unsigned config_errors;
+	struct moat_config *cfg; /* the config file of the running generation (a reference) */
+	struct moat_store *store;
+	struct moat_stats *stats;
+	struct moat_gen_sources sources;
+	struct moat_admin_ctx *admin;
+	struct moat_admin_server *admin_server;
+	uv_timer_t rebuild_timer; /* coalesces store changes into one new generation */
 };
 
 static struct control ctl;
@@ -122,6 +133,44 @@ static int write_pid_file(const char *path)
 	return close(fd);
 }
 
+static void publish(struct moat_gen *g)
+{
+	moat_gen_publish(g);
+	for (unsigned i = 0; i < ctl.nworkers; i++)
+		moat_worker_notify_reload(&ctl.workers[i]);
+}
+
+/* The store changed (the admin API): the same config file, the store read again. */
+static void rebuild_cb(uv_timer_t *timer)
+{
+	struct moat_gen *g = NULL;
+	unsigned errors = 0;
+	uint64_t t0 = uv_hrtime();
+
+	(void)timer;
+	if (ctl.draining)
+		return;
+	moat_config_ref(ctl.cfg);
+	if (moat_gen_build(ctl.cfg, ctl.ticket_secret, &ctl.sources, report_log, &errors, &g) !=
+	    MOAT_OK) {
+		moat_log_error("the store's changes are not applied: %u error%s building the new "
+		               "generation",
+		               errors, errors == 1 ? "" : "s");
+		return;
+	}
+	publish(g);
+	moat_log_info("store changes applied: generation %llu (built in %.1f ms)",
+	              (unsigned long long)g->id, (double)(uv_hrtime() - t0) / 1e6);
+}
+
+static void store_changed(void *arg)
+{
+	(void)arg;
+	/* Changes within a few milliseconds (a script enrolling a fleet) share one rebuild. */
+	if (!uv_is_active((uv_handle_t *)&ctl.rebuild_timer))
+		uv_timer_start(&ctl.rebuild_timer, rebuild_cb, 5, 0);
+}
+
 static void reload(void)
 {
 	struct moat_config *cfg = NULL;
@@ -130,8 +179,12 @@ static void reload(void)
 	const char *err = NULL;
 
 	moat_log_info("reloading configuration from %s", ctl.conf_path);
-	if (moat_config_load(ctl.conf_path, report_log, &errors, &cfg) != MOAT_OK ||
-	    moat_gen_build(cfg, ctl.ticket_secret, report_log, &errors, &g) != MOAT_OK) {
+	if (moat_config_load(ctl.conf_path, report_log, &errors, &cfg) == MOAT_OK)
+		moat_config_ref(cfg); /* one for the generation, one kept for store rebuilds */
+	if (cfg == NULL ||
+	    moat_gen_build(cfg, ctl.ticket_secret, &ctl.sources, report_log, &errors, &g) !=
+	            MOAT_OK) {
+		moat_config_free(cfg);
 		cur = moat_gen_acquire_current();
 		moat_log_error("reload refused: %u error%s in %s; still serving generation %llu",
 		               errors, errors == 1 ? "" : "s", ctl.conf_path,
@@ -146,9 +199,9 @@ static void reload(void)
 	            MOAT_OK ||
 	    moat_log_security_open(g->cfg->security_log, &err) != MOAT_OK)
 		moat_log_error("reload: %s", err);
-	moat_gen_publish(g);
-	for (unsigned i = 0; i < ctl.nworkers; i++)
-		moat_worker_notify_reload(&ctl.workers[i]);
+	moat_config_free(ctl.cfg);
+	ctl.cfg = cfg;
+	publish(g);
 	moat_log_info("configuration reloaded: generation %llu", (unsigned long long)g->id);
 }
 
@@ -202,6 +255,75 @@ static void write_rules_stats(void)
 	moat_gen_release(g);
 }
 
+/* The store (tenants, devices, rules of the admin API) and the counters the API reports. */
+static int open_store(const struct moat_config *cfg)
+{
+	char path[4096];
+	const char *err = NULL;
+
+	if (cfg->store != NULL)
+		snprintf(path, sizeof(path), "%s", cfg->store);
+	else
+		snprintf(path, sizeof(path), "%s/moat.db", cfg->data_dir);
+	if (moat_store_open(path, &err, &ctl.store) != MOAT_OK) {
+		fprintf(stderr, "moatd: store %s: %s\n", path, err ? err : "cannot open");
+		moat_log_error("store %s: %s", path, err ? err : "cannot open");
+		return -1;
+	}
+	ctl.stats = moat_stats_new();
+	if (ctl.stats == NULL)
+		return -1;
+	ctl.sources.store = ctl.store;
+	ctl.sources.stats = ctl.stats;
+	return 0;
+}
+
+/* The admin API on the control loop; on first start, the operator token. */
+static int start_admin(const struct moat_config *cfg)
+{
+	struct moat_admin_env env;
+	const char *err = NULL;
+	char *token = NULL;
+
+	memset(&env, 0, sizeof(env));
+	env.store = ctl.store;
+	env.data_dir = cfg->data_dir;
+	env.stats = ctl.stats;
+	env.changed = store_changed;
+	env.started_at = (int64_t)time(NULL);
+	env.version = MOAT_VERSION;
+	ctl.admin = moat_admin_ctx_new(&env);
+	if (ctl.admin == NULL)
+		return -1;
+	if (moat_admin_bootstrap(ctl.admin, &token) != MOAT_OK) {
+		moat_log_error("cannot create the first operator token");
+		return -1;
+	}
+	if (token != NULL) {
+		/* shown once: the file is for `make run` and moatctl on this machine */
+		fprintf(stderr,
+		        "moatd: operator token (shown once; also in %s/operator.token, mode 0600):\n"
+		        "  %s\n",
+		        cfg->data_dir, token);
+		moat_log_info("created the first operator token; it is in %s/operator.token",
+		              cfg->data_dir);
+		OPENSSL_cleanse(token, strlen(token));
+		moat_free(token);
+	}
+	if (cfg->admin_listen == NULL) {
+		moat_log_info("admin API off (admin_listen = off)");
+		return 0;
+	}
+	if (moat_admin_server_start(ctl.loop, ctl.admin, cfg->admin_listen, cfg->admin_cert,
+	                            cfg->admin_key, &err, &ctl.admin_server) != MOAT_OK) {
+		moat_log_error("admin API: %s", err ? err : "cannot start");
+		fprintf(stderr, "moatd: admin API: %s\n", err ? err : "cannot start");
+		return -1;
+	}
+	moat_log_info("admin API on %s%s", cfg->admin_listen, cfg->admin_cert ? " (TLS)" : "");
+	return 0;
+}
+
 static void drain_deadline_cb(uv_timer_t *t)
 {
 	moat_log_warn("drain deadline reached: closing the remaining connections");
@@ -220,6 +342,10 @@ static void start_drain(void)
 		return;
 	}
 	ctl.draining = 1;
+	if (ctl.admin_server != NULL) {
+		moat_admin_server_stop(ctl.admin_server);
+		ctl.admin_server = NULL;
+	}
 	moat_log_info("draining: no new connections; in-flight requests have %llu ms",
 	              (unsigned long long)timeout);
 	for (unsigned i = 0; i < ctl.nworkers; i++)
@@ -350,7 +476,14 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (moat_gen_build(cfg, ctl.ticket_secret, report_stderr, &errors, &g) != MOAT_OK) {
+	if (!test_only && open_store(cfg) < 0) {
+		moat_config_free(cfg);
+		return 1;
+	}
+	ctl.cfg = cfg;
+	moat_config_ref(cfg); /* kept for rebuilds from the store */
+	if (moat_gen_build(cfg, ctl.ticket_secret, &ctl.sources, report_stderr, &errors, &g) !=
+	    MOAT_OK) {
 		fprintf(stderr, "moatd: configuration %s has %u error%s\n", ctl.conf_path, errors,
 		        errors == 1 ? "" : "s");
 		return 1;
@@ -375,6 +508,7 @@ int main(int argc, char **argv)
 		return 1;
 	uv_async_init(ctl.loop, &ctl.worker_exit, worker_exit_cb);
 	uv_timer_init(ctl.loop, &ctl.drain_timer);
+	uv_timer_init(ctl.loop, &ctl.rebuild_timer);
 	uv_signal_init(ctl.loop, &ctl.sighup);
 	uv_signal_init(ctl.loop, &ctl.sigterm);
 	uv_signal_init(ctl.loop, &ctl.sigint);
@@ -394,6 +528,8 @@ int main(int argc, char **argv)
 			_exit(1);
 		}
 	}
+	if (start_admin(g->cfg) < 0)
+		_exit(1);
 	log_started(g);
 	uv_run(ctl.loop, UV_RUN_DEFAULT);
 	for (unsigned i = 0; i < ctl.nworkers; i++)
@@ -405,6 +541,10 @@ int main(int argc, char **argv)
 		unlink(pid_file);
 	moat_free(pid_file);
 	moat_gen_unpublish();
+	moat_config_free(ctl.cfg);
+	moat_admin_ctx_free(ctl.admin);
+	moat_store_close(ctl.store);
+	moat_stats_free(ctl.stats);
 	moat_free(ctl.workers);
 	uv_loop_close(ctl.loop);
 	return 0;

@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "core/devices.h"
+#include "core/registry.h"
 
 #define MAX_DEVICES 1000000
 #define MAX_TAGS 64
@@ -202,6 +203,13 @@ void moat_devices_free(struct moat_devices *d)
 {
 	if (d == NULL)
 		return;
+	if (d->arena != NULL) {
+		moat_devices_arena_free(d->arena);
+		moat_free(d->v);
+		moat_free(d->revoked);
+		moat_free(d);
+		return;
+	}
 	for (size_t i = 0; i < d->n; i++) {
 		struct moat_device_entry *e = &d->v[i];
 
@@ -216,7 +224,7 @@ void moat_devices_free(struct moat_devices *d)
 	moat_free(d);
 }
 
-const struct moat_device_info *moat_devices_find(const struct moat_devices *d, const char *id)
+const struct moat_device_entry *moat_devices_entry(const struct moat_devices *d, const char *id)
 {
 	size_t lo = 0, hi;
 
@@ -228,11 +236,18 @@ const struct moat_device_info *moat_devices_find(const struct moat_devices *d, c
 		int c = strcmp(d->v[mid].id, id);
 
 		if (c == 0)
-			return &d->v[mid].info;
+			return &d->v[mid];
 		if (c < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return NULL;
+}
+
+const struct moat_device_info *moat_devices_find(const struct moat_devices *d, const char *id)
+{
+	const struct moat_device_entry *e = moat_devices_entry(d, id);
+
+	return e != NULL ? &e->info : NULL;
 }

@@ -17,7 +17,9 @@
 
 #include "core/common.h"
 #include "core/config.h"
+#include "core/stats.h"
 #include "rules/rules.h"
+#include "store/store.h"
 
 struct moat_device_entry {
 	char *id;
@@ -25,11 +27,21 @@ struct moat_device_entry {
 	char **tags;
 	size_t ntags;
 	struct moat_device_info info; /* points into the fields above */
+	enum moat_device_state state; /* always active for a devices file */
+	struct moat_counters *counters; /* NULL if not counted */
 };
+
+struct moat_devices_arena;
 
 struct moat_devices {
 	struct moat_device_entry *v; /* sorted by id */
 	size_t n;
+	/* Built from the store (the registry of a tenant made through the admin API): only the
+	 * devices listed may connect, and certificates are checked against `revoked`. */
+	int registry;
+	unsigned char (*revoked)[32]; /* SHA-256 of revoked certificates, sorted */
+	size_t nrevoked;
+	struct moat_devices_arena *arena; /* registry strings; NULL for a devices file */
 };
 
 /* Loads a devices file. Errors go through report with file and line. */
@@ -40,5 +52,24 @@ void moat_devices_free(struct moat_devices *d);
 
 /* The facts of one device, NULL if the file does not name it. */
 const struct moat_device_info *moat_devices_find(const struct moat_devices *d, const char *id);
+
+/* The whole entry of one device, NULL if none. */
+const struct moat_device_entry *moat_devices_entry(const struct moat_devices *d, const char *id);
+
+/*
+ * The registry of a store tenant: every device (id order, with state and counters from
+ * `stats`, which may be NULL) and the fingerprints of every revoked certificate.
+ */
+int moat_devices_from_store(struct moat_store *s, const char *tenant, struct moat_stats *stats,
+                            struct moat_devices **out) MOAT_WUR;
+
+/* 1 if the certificate with this SHA-256 is revoked in the registry. */
+int moat_devices_cert_revoked(const struct moat_devices *d, const unsigned char fp[32]);
+
+/*
+ * Whether a device may be connected now: NULL if it may, else the reason ("unknown device",
+ * "device revoked"). Only registries refuse; a devices file only adds facts.
+ */
+const char *moat_devices_refusal(const struct moat_devices *d, const char *id);
 
 #endif

@@ -40,6 +40,8 @@ static int trust_digest(struct moat_tenant *t)
 		goto out;
 	EVP_DigestUpdate(md, &c->mtls, sizeof(c->mtls));
 	EVP_DigestUpdate(md, &c->device_id, sizeof(c->device_id));
+	if (c->device_ca_pem != NULL)
+		EVP_DigestUpdate(md, c->device_ca_pem, strlen(c->device_ca_pem));
 	for (size_t i = 0; i < c->ndevice_cas; i++) {
 		char buf[8192];
 		size_t n;
@@ -133,7 +135,7 @@ static void carry_counters(struct moat_ruleset *to, const struct moat_ruleset *f
 	size_t n = from != NULL ? moat_ruleset_count(from) : 0;
 	struct moat_rule **old;
 
-	if (n == 0)
+	if (n == 0 || to == NULL)
 		return;
 	old = moat_calloc(n, sizeof(*old));
 	if (old == NULL)
@@ -155,8 +157,67 @@ static void carry_counters(struct moat_ruleset *to, const struct moat_ruleset *f
 	moat_free(old);
 }
 
+static int rule_action(const char *s, enum moat_rule_action *a)
+{
+	static const enum moat_rule_action all[] = {MOAT_RULE_BLOCK, MOAT_RULE_LOG, MOAT_RULE_ALLOW,
+	                                            MOAT_RULE_CLOSE};
+
+	for (size_t i = 0; i < MOAT_ARRAY_LEN(all); i++)
+		if (s != NULL && strcmp(s, moat_rule_action_name(all[i])) == 0) {
+			*a = all[i];
+			return 0;
+		}
+	return -1;
+}
+
+/* Compiles the store's rules of one scope for a tenant; *out NULL if it has none. */
+static int store_rules(struct moat_store *st, const char *tenant, const char *scope_name,
+                       enum moat_rules_scope scope, const struct moat_rules_limits *lim,
+                       struct rules_report *rr, struct moat_ruleset **out)
+{
+	struct moat_store_rule *v = NULL;
+	struct moat_rule *defs;
+	size_t n = 0, k = 0;
+	int rc;
+
+	*out = NULL;
+	rc = moat_store_rule_list(st, tenant, &v, &n);
+	if (rc != MOAT_OK)
+		return rc;
+	defs = moat_calloc(n + 1, sizeof(*defs));
+	if (defs == NULL) {
+		moat_store_rules_free(v, n);
+		return MOAT_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct moat_rule *d = &defs[k];
+
+		if (v[i].scope == NULL || strcmp(v[i].scope, scope_name) != 0)
+			continue;
+		snprintf(d->id, sizeof(d->id), "%s", v[i].id);
+		d->name = v[i].name;
+		d->description = v[i].description;
+		d->reference = v[i].reference;
+		d->expr = v[i].expr;
+		d->body = v[i].body;
+		d->status = v[i].status > 0 ? v[i].status : 403;
+		d->enabled = v[i].enabled;
+		d->mode = v[i].mode != NULL && strcmp(v[i].mode, "dry-run") == 0 ? MOAT_RULE_DRY_RUN
+		                                                                 : MOAT_RULE_ENFORCE;
+		if (rule_action(v[i].action, &d->action) < 0)
+			d->action = MOAT_RULE_BLOCK;
+		d->line = (unsigned)(i + 1);
+		k++;
+	}
+	rc = k == 0 ? MOAT_OK : moat_rules_build(defs, k, scope, lim, rules_error, rr, out);
+	moat_free(defs);
+	moat_store_rules_free(v, n);
+	return rc;
+}
+
 static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cfg,
-                             struct moat_gen *prev, moat_config_report_fn report, void *arg)
+                             struct moat_gen *prev, moat_config_report_fn report, void *arg,
+                             const struct moat_gen_sources *src)
 {
 	const struct moat_config_tenant *c = t->cfg;
 	struct rules_report rr = {report, arg};
@@ -166,6 +227,19 @@ static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cf
 
 	memset(&lim, 0, sizeof(lim));
 	lim.body_limit = cfg->rules_body_limit;
+	if (c->from_store) {
+		if (store_rules(src->store, c->name, "http", MOAT_RULES_HTTP, &lim, &rr,
+		                &t->rules) != MOAT_OK ||
+		    store_rules(src->store, c->name, "tcp", MOAT_RULES_TCP, &lim, &rr,
+		                &t->tcp_rules) != MOAT_OK ||
+		    moat_devices_from_store(src->store, c->name, src->stats, &t->devices) !=
+		            MOAT_OK)
+			failed = 1;
+		if (old != NULL) {
+			carry_counters(t->rules, old->rules);
+			carry_counters(t->tcp_rules, old->tcp_rules);
+		}
+	}
 	if (c->rules != NULL) {
 		if (moat_rules_load_file(c->rules, MOAT_RULES_HTTP, &lim, rules_error, &rr,
 		                         &t->rules) != MOAT_OK)
@@ -220,22 +294,27 @@ static int resolve_origins(struct moat_tenant *t, const char *file, moat_config_
 	return MOAT_OK;
 }
 
+static void tenant_free(struct moat_tenant *t)
+{
+	SSL_CTX_free(t->ssl_ctx);
+	SSL_CTX_free(t->origin_ctx);
+	for (size_t j = 0; j < t->ncrls; j++)
+		X509_CRL_free(t->crls[j]);
+	OPENSSL_free(t->crls);
+	moat_ruleset_free(t->rules);
+	moat_ruleset_free(t->tcp_rules);
+	moat_devices_free(t->devices);
+	OPENSSL_cleanse(t->ticket_aes, sizeof(t->ticket_aes));
+	OPENSSL_cleanse(t->ticket_hmac, sizeof(t->ticket_hmac));
+}
+
 static void gen_free(struct moat_gen *g)
 {
-	for (size_t i = 0; i < g->ntenants; i++) {
-		struct moat_tenant *t = &g->tenants[i];
-
-		SSL_CTX_free(t->ssl_ctx);
-		SSL_CTX_free(t->origin_ctx);
-		for (size_t j = 0; j < t->ncrls; j++)
-			X509_CRL_free(t->crls[j]);
-		OPENSSL_free(t->crls);
-		moat_ruleset_free(t->rules);
-		moat_ruleset_free(t->tcp_rules);
-		moat_devices_free(t->devices);
-		OPENSSL_cleanse(t->ticket_aes, sizeof(t->ticket_aes));
-		OPENSSL_cleanse(t->ticket_hmac, sizeof(t->ticket_hmac));
-	}
+	for (size_t i = 0; i < g->ntenants; i++)
+		tenant_free(&g->tenants[i]);
+	for (size_t i = 0; i < g->nstore_tenants; i++)
+		moat_config_tenant_clear(&g->store_tenants[i]);
+	moat_free(g->store_tenants);
 	for (size_t i = 0; i < g->nlisteners; i++)
 		SSL_CTX_free(g->listeners[i].ssl_ctx);
 	moat_free(g->tenants);
@@ -244,14 +323,213 @@ static void gen_free(struct moat_gen *g)
 	moat_free(g);
 }
 
-int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
-                   moat_config_report_fn report, void *arg, struct moat_gen **out)
+/* Everything of one tenant but the listeners; 0 or -1 (reported). */
+static int build_tenant(struct moat_tenant *t, struct moat_gen *g, struct moat_gen *prev,
+                        const unsigned char *ticket_secret, const struct moat_gen_sources *src,
+                        moat_config_report_fn report, void *arg)
 {
+	const struct moat_config *cfg = g->cfg;
+	int failed = 0;
+
+	t->gen = g;
+	derive(ticket_secret, "name", t->cfg->name, t->ticket_name, sizeof(t->ticket_name));
+	derive(ticket_secret, "aes", t->cfg->name, t->ticket_aes, sizeof(t->ticket_aes));
+	derive(ticket_secret, "hmac", t->cfg->name, t->ticket_hmac, sizeof(t->ticket_hmac));
+	t->counters = src->stats != NULL ? moat_stats_tenant(src->stats, t->cfg->name) : NULL;
+	/* a tenant serving only plain-TCP listeners has no TLS material */
+	if (t->cfg->has_tls) {
+		if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK) {
+			failed = 1;
+		} else if (trust_digest(t) < 0) {
+			report(arg, cfg->path, t->cfg->device_ca_line, "device_ca: cannot read");
+			failed = 1;
+		}
+	}
+	if (((t->cfg->origin != NULL && t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS) ||
+	     (t->cfg->tcp_origin != NULL && t->cfg->tcp_origin_scheme == MOAT_ORIGIN_TLS)) &&
+	    moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK)
+		failed = 1;
+	if (resolve_origins(t, cfg->path, report, arg) != MOAT_OK)
+		failed = 1;
+	if (load_tenant_rules(t, cfg, prev, report, arg, src) != MOAT_OK)
+		failed = 1;
+	return failed ? -1 : 0;
+}
+
+static char **strv_dup(const struct moat_strv *v, size_t *n)
+{
+	char **out = moat_calloc(v->n + 1, sizeof(*out));
+
+	*n = 0;
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < v->n; i++) {
+		out[i] = moat_strdup(v->v[i]);
+		if (out[i] == NULL) {
+			for (size_t j = 0; j < i; j++)
+				moat_free(out[j]);
+			moat_free(out);
+			return NULL;
+		}
+	}
+	*n = v->n;
+	return out;
+}
+
+/* A store tenant in the shape the config file gives: PEMs in memory, the key as a file. */
+static int store_tenant_cfg(struct moat_store *st, const char *data_dir,
+                            const struct moat_store_tenant *r, struct moat_config_tenant *c,
+                            char *err, size_t cap)
+{
+	struct moat_store_ca *cas = NULL;
+	size_t ncas = 0, len = 0;
+	char path[4096];
+
+	memset(c, 0, sizeof(*c));
+	c->from_store = 1;
+	c->has_tls = 1;
+	c->mtls = MOAT_MTLS_REQUIRE;
+	c->device_id = MOAT_DEVID_CN;
+	c->name = moat_strdup(r->name);
+	c->hosts = strv_dup(&r->hosts, &c->nhosts);
+	c->quarantine_allow = strv_dup(&r->quarantine_allow, &c->nquarantine_allow);
+	c->cert_pem = r->server_cert != NULL ? moat_strdup(r->server_cert) : NULL;
+	snprintf(path, sizeof(path), "%s/%s", data_dir, r->server_key_file ? r->server_key_file : "");
+	c->key = moat_strdup(path);
+	if (r->origin_ca != NULL)
+		c->origin_ca_pem = moat_strdup(r->origin_ca);
+	if (c->name == NULL || c->hosts == NULL || c->quarantine_allow == NULL || c->key == NULL ||
+	    (r->origin_ca != NULL && c->origin_ca_pem == NULL)) {
+		snprintf(err, cap, "out of memory");
+		return MOAT_ENOMEM;
+	}
+	if (c->cert_pem == NULL || r->server_key_file == NULL) {
+		snprintf(err, cap, "no server certificate");
+		return MOAT_EINVAL;
+	}
+	if (r->origin != NULL) {
+		if (moat_config_origin_parse(r->origin, 0, &c->origin_scheme, &c->origin_host,
+		                             &c->origin_port, err, cap) != MOAT_OK)
+			return MOAT_EINVAL;
+		c->origin = moat_strdup(r->origin);
+	}
+	if (r->tcp_origin != NULL) {
+		if (moat_config_origin_parse(r->tcp_origin, 1, &c->tcp_origin_scheme,
+		                             &c->tcp_origin_host, &c->tcp_origin_port, err,
+		                             cap) != MOAT_OK)
+			return MOAT_EINVAL;
+		c->tcp_origin = moat_strdup(r->tcp_origin);
+	}
+	if (moat_store_ca_list(st, r->name, &cas, &ncas) != MOAT_OK) {
+		snprintf(err, cap, "cannot read its device CAs: %s", moat_store_error(st));
+		return MOAT_EIO;
+	}
+	for (size_t i = 0; i < ncas; i++)
+		len += strlen(cas[i].cert) + 1;
+	c->device_ca_pem = ncas > 0 ? moat_malloc(len + 1) : NULL;
+	if (c->device_ca_pem != NULL) {
+		len = 0;
+		for (size_t i = 0; i < ncas; i++) {
+			size_t n = strlen(cas[i].cert);
+
+			memcpy(c->device_ca_pem + len, cas[i].cert, n);
+			c->device_ca_pem[len + n] = '\n';
+			len += n + 1;
+		}
+		c->device_ca_pem[len] = '\0';
+	}
+	moat_store_cas_free(cas, ncas);
+	if (c->device_ca_pem == NULL) {
+		snprintf(err, cap, ncas == 0 ? "no device CA" : "out of memory");
+		return MOAT_EINVAL;
+	}
+	return MOAT_OK;
+}
+
+/* Errors of one store tenant go to the error log; they leave the tenant out, nothing more. */
+struct store_report {
+	const char *tenant;
+	unsigned errors;
+};
+
+static void report_store_tenant(void *arg, const char *file, unsigned line, const char *msg)
+{
+	struct store_report *r = arg;
+
+	(void)file;
+	(void)line;
+	r->errors++;
+	moat_log_error("tenant %s (store): %s", r->tenant, msg);
+}
+
+/* Adds the store's tenants after the config file's; a config tenant of the same name wins. */
+static int build_store_tenants(struct moat_gen *g, struct moat_gen *prev,
+                               const unsigned char *ticket_secret,
+                               const struct moat_gen_sources *src)
+{
+	struct moat_store_tenant *v = NULL;
+	size_t n = 0;
+	int rc = moat_store_tenant_list(src->store, &v, &n);
+
+	if (rc != MOAT_OK) {
+		moat_log_error("store: cannot list tenants: %s", moat_store_error(src->store));
+		return rc;
+	}
+	g->store_tenants = moat_calloc(n + 1, sizeof(*g->store_tenants));
+	if (g->store_tenants == NULL) {
+		moat_store_tenants_free(v, n);
+		return MOAT_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct moat_config_tenant *c = &g->store_tenants[g->nstore_tenants];
+		struct store_report sr = {v[i].name, 0};
+		char err[300];
+		struct moat_tenant *t;
+
+		if (moat_config_tenant_find(g->cfg, v[i].name) != NULL) {
+			moat_log_error("tenant %s (store): the config file has a tenant of that name; "
+			               "the store's is not served",
+			               v[i].name);
+			continue;
+		}
+		if (store_tenant_cfg(src->store, g->cfg->data_dir, &v[i], c, err, sizeof(err)) !=
+		    MOAT_OK) {
+			moat_log_error("tenant %s (store): %s; not served", v[i].name, err);
+			moat_config_tenant_clear(c);
+			memset(c, 0, sizeof(*c));
+			continue;
+		}
+		g->nstore_tenants++;
+		t = &g->tenants[g->ntenants++];
+		t->cfg = c;
+		t->index = (unsigned)(g->ntenants - 1);
+		if (build_tenant(t, g, prev, ticket_secret, src, report_store_tenant, &sr) < 0) {
+			moat_log_error("tenant %s (store): not served", v[i].name);
+			tenant_free(t);
+			memset(t, 0, sizeof(*t));
+			g->ntenants--;
+			moat_config_tenant_clear(c);
+			memset(c, 0, sizeof(*c));
+			g->nstore_tenants--;
+		}
+	}
+	moat_store_tenants_free(v, n);
+	return MOAT_OK;
+}
+
+int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
+                   const struct moat_gen_sources *src, moat_config_report_fn report, void *arg,
+                   struct moat_gen **out)
+{
+	static const struct moat_gen_sources none = {NULL, NULL};
 	struct moat_gen *g = moat_calloc(1, sizeof(*g));
 	struct moat_gen *prev = moat_gen_acquire_current(); /* for rule hit counters */
+	size_t nstore = 0;
 	int failed = 0;
 
 	*out = NULL;
+	if (src == NULL)
+		src = &none;
 	if (g == NULL) {
 		moat_gen_release(prev);
 		moat_config_free(cfg);
@@ -259,8 +537,17 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 	}
 	atomic_init(&g->refs, 1);
 	g->cfg = cfg;
-	g->tenants = moat_calloc(cfg->ntenants, sizeof(*g->tenants));
-	g->listeners = moat_calloc(cfg->nlisteners, sizeof(*g->listeners));
+	if (src->store != NULL) {
+		struct moat_store_tenant *v = NULL;
+
+		/* room for every store tenant; the list is read again when they are built */
+		if (moat_store_tenant_list(src->store, &v, &nstore) == MOAT_OK)
+			moat_store_tenants_free(v, nstore);
+		else
+			nstore = 0;
+	}
+	g->tenants = moat_calloc(cfg->ntenants + nstore + 1, sizeof(*g->tenants));
+	g->listeners = moat_calloc(cfg->nlisteners + 1, sizeof(*g->listeners));
 	if (g->tenants == NULL || g->listeners == NULL) {
 		moat_gen_release(prev);
 		gen_free(g);
@@ -273,29 +560,13 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
 		g->ntenants++;
 		t->cfg = &cfg->tenants[i];
 		t->index = (unsigned)i;
-		t->gen = g;
-		derive(ticket_secret, "name", t->cfg->name, t->ticket_name, sizeof(t->ticket_name));
-		derive(ticket_secret, "aes", t->cfg->name, t->ticket_aes, sizeof(t->ticket_aes));
-		derive(ticket_secret, "hmac", t->cfg->name, t->ticket_hmac, sizeof(t->ticket_hmac));
-		/* a tenant serving only plain-TCP listeners has no TLS material */
-		if (t->cfg->has_tls) {
-			if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK) {
-				failed = 1;
-			} else if (trust_digest(t) < 0) {
-				report(arg, cfg->path, t->cfg->device_ca_line,
-				       "device_ca: cannot read");
-				failed = 1;
-			}
-		}
-		if (((t->cfg->origin != NULL && t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS) ||
-		     (t->cfg->tcp_origin != NULL &&
-		      t->cfg->tcp_origin_scheme == MOAT_ORIGIN_TLS)) &&
-		    moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK)
+		if (build_tenant(t, g, prev, ticket_secret, src, report, arg) < 0)
 			failed = 1;
-		if (resolve_origins(t, cfg->path, report, arg) != MOAT_OK)
-			failed = 1;
-		if (load_tenant_rules(t, cfg, prev, report, arg) != MOAT_OK)
-			failed = 1;
+	}
+	if (!failed && src->store != NULL && nstore > 0 &&
+	    build_store_tenants(g, prev, ticket_secret, src) != MOAT_OK) {
+		report(arg, cfg->path, 0, "cannot read the store");
+		failed = 1;
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		struct moat_listener *l = &g->listeners[i];
@@ -414,6 +685,40 @@ int moat_tenant_cert_revoked(const struct moat_tenant *t, X509 *cert)
 		X509_REVOKED *r = NULL;
 
 		if (X509_CRL_get0_by_cert(t->crls[i], &r, cert) == 1)
+			return 1;
+	}
+	if (t->devices != NULL && t->devices->nrevoked > 0) {
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int len = 0;
+
+		/* fail closed: a certificate we cannot hash cannot be cleared */
+		if (X509_digest(cert, EVP_sha256(), md, &len) != 1 || len != 32)
+			return 1;
+		return moat_devices_cert_revoked(t->devices, md);
+	}
+	return 0;
+}
+
+const struct moat_device_entry *moat_tenant_device(const struct moat_tenant *t, const char *id)
+{
+	return moat_devices_entry(t->devices, id);
+}
+
+const char *moat_tenant_refusal(const struct moat_tenant *t, X509 *cert, const char *device_id)
+{
+	if (cert != NULL && moat_tenant_cert_revoked(t, cert))
+		return "certificate revoked";
+	return moat_devices_refusal(t->devices, device_id);
+}
+
+int moat_tenant_quarantine_allows(const struct moat_tenant *t, const char *path, size_t len)
+{
+	const struct moat_config_tenant *c = t->cfg;
+
+	for (size_t i = 0; i < c->nquarantine_allow; i++) {
+		size_t n = strlen(c->quarantine_allow[i]);
+
+		if (len >= n && memcmp(path, c->quarantine_allow[i], n) == 0)
 			return 1;
 	}
 	return 0;

@@ -18,7 +18,9 @@
 #include "core/common.h"
 #include "core/config.h"
 #include "core/devices.h"
+#include "core/stats.h"
 #include "rules/rules.h"
+#include "store/store.h"
 
 #define MOAT_TICKET_KEY_NAME_LEN 16
 
@@ -47,7 +49,8 @@ struct moat_tenant {
 	unsigned char trust_digest[32];
 	struct moat_ruleset *rules; /* virtual patches for HTTP requests; NULL if none */
 	struct moat_ruleset *tcp_rules; /* rules applied when a TCP connection is made */
-	struct moat_devices *devices; /* device.* facts; NULL if none */
+	struct moat_devices *devices; /* device.* facts, or a store tenant's registry; NULL if none */
+	struct moat_counters *counters; /* traffic counters; NULL if not counted */
 	/* scratch bytes an evaluation needs for the largest request the limits admit: computed
 	 * once here, not per request */
 	size_t rules_scratch, tcp_rules_scratch;
@@ -65,20 +68,32 @@ struct moat_gen {
 	atomic_uint refs;
 	uint64_t id; /* 1, 2, ... in order of publication */
 	struct moat_config *cfg;
-	struct moat_tenant *tenants;
+	struct moat_tenant *tenants; /* the config file's, then the store's */
 	size_t ntenants;
+	struct moat_config_tenant *store_tenants; /* owned: what the store's tenants became */
+	size_t nstore_tenants;
 	struct moat_listener *listeners;
 	size_t nlisteners;
 };
 
+/* Where tenants and counters come from besides the config file; any field may be NULL. */
+struct moat_gen_sources {
+	struct moat_store *store; /* tenants, CAs, devices and rules made through the admin API */
+	struct moat_stats *stats; /* counters handed to tenants and devices */
+};
+
 /*
  * Builds a generation from a loaded config (ownership of cfg passes to the generation, also on
- * failure). Loads every certificate, key, CA and CRL, and resolves origins; each failure is
- * reported with the config line that named the file. `ticket_secret` (32 bytes) seeds the
- * per-tenant session ticket keys. Returns MOAT_OK with *out holding one reference.
+ * failure) and the store. Loads every certificate, key, CA and CRL, and resolves origins; each
+ * failure of the config file's tenants is reported with the config line that named the file
+ * and refuses the generation. A store tenant that cannot be built (an origin that does not
+ * resolve, say) is left out with an error in the log, so one bad tenant never blocks the
+ * changes of the others. `ticket_secret` (32 bytes) seeds the per-tenant session ticket keys.
+ * Returns MOAT_OK with *out holding one reference.
  */
 int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
-                   moat_config_report_fn report, void *arg, struct moat_gen **out) MOAT_WUR;
+                   const struct moat_gen_sources *src, moat_config_report_fn report, void *arg,
+                   struct moat_gen **out) MOAT_WUR;
 
 void moat_gen_ref(struct moat_gen *g);
 void moat_gen_release(struct moat_gen *g);
@@ -97,7 +112,20 @@ struct moat_tenant *moat_gen_tenant_by_name(struct moat_gen *g, const char *name
 /* Matches an SNI host name (case-insensitive, exact or one-label "*." wildcard). */
 struct moat_tenant *moat_gen_tenant_by_sni(struct moat_gen *g, const char *sni, size_t len);
 
-/* 1 if the certificate is revoked by one of the tenant's CRLs. */
+/* 1 if the certificate is revoked by one of the tenant's CRLs or by its registry. */
 int moat_tenant_cert_revoked(const struct moat_tenant *t, X509 *cert);
+
+/* The tenant's device entry (registry or devices file), NULL if none. */
+const struct moat_device_entry *moat_tenant_device(const struct moat_tenant *t, const char *id);
+
+/*
+ * Whether this connection's device may use the tenant now: NULL if yes, else the reason the
+ * connection must end ("certificate revoked", "device revoked", "unknown device"). cert may
+ * be NULL (no certificate: nothing to check here).
+ */
+const char *moat_tenant_refusal(const struct moat_tenant *t, X509 *cert, const char *device_id);
+
+/* 1 if a quarantined device may still reach this path (the tenant's quarantine_allow). */
+int moat_tenant_quarantine_allows(const struct moat_tenant *t, const char *path, size_t len);
 
 #endif

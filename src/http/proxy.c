@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -48,6 +49,7 @@ struct request_state {
 	char path[512];
 	int minor;
 	unsigned keep_alive : 1, is_head : 1, expect_continue : 1, body_done : 1;
+	unsigned refused : 1; /* answered by a rule or a quarantine, not the origin */
 	enum moat_http_framing framing;
 	uint64_t remaining;
 	struct moat_http_chunked chunked;
@@ -93,6 +95,8 @@ struct moat_http_conn {
 	struct moat_upstream *up;
 	struct request_state rq;
 	struct response_state rs;
+	/* counted as connected now: the objects live as long as the process (core/stats.h) */
+	struct moat_counters *tenant_counters, *device_counters;
 };
 
 static void pump(struct moat_http_conn *c);
@@ -127,11 +131,23 @@ static void handle_closed(uv_handle_t *h)
 	moat_worker_conn_closed(w);
 }
 
+static void count_connected(struct moat_http_conn *c, int delta)
+{
+	if (c->tenant_counters != NULL)
+		atomic_fetch_add_explicit(&c->tenant_counters->connected, delta,
+		                          memory_order_relaxed);
+	if (c->device_counters != NULL)
+		atomic_fetch_add_explicit(&c->device_counters->connected, delta,
+		                          memory_order_relaxed);
+}
+
 static void conn_close(struct moat_http_conn *c)
 {
 	if (c->state == CS_CLOSED)
 		return;
 	c->state = CS_CLOSED;
+	count_connected(c, -1);
+	c->tenant_counters = c->device_counters = NULL;
 	if (c->up != NULL) {
 		moat_upstream_release(c->up, 0);
 		c->up = NULL;
@@ -145,6 +161,36 @@ static void conn_close(struct moat_http_conn *c)
 
 /* ---- access log ------------------------------------------------------------------------- */
 
+static int_fast64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts); /* vDSO: no system call per request */
+	return (int_fast64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The tenant's and the device's counters for the admin API, once per request. */
+static void count_request(struct moat_http_conn *c)
+{
+	const struct moat_device_entry *e =
+	        c->tenant != NULL ? moat_tenant_device(c->tenant, c->id.device_id) : NULL;
+	struct moat_counters *v[2] = {c->tenant != NULL ? c->tenant->counters : NULL,
+	                              e != NULL ? e->counters : NULL};
+	int blocked = c->rq.refused;
+
+	for (int i = 0; i < 2; i++) {
+		if (v[i] == NULL)
+			continue;
+		moat_count(&v[i]->requests, 1);
+		moat_count(&v[i]->bytes_in, c->rq.bytes_in);
+		moat_count(&v[i]->bytes_out, c->rs.bytes_out);
+		if (blocked)
+			moat_count(&v[i]->blocked, 1);
+	}
+	if (v[1] != NULL)
+		atomic_store_explicit(&v[1]->last_seen_ms, wall_ms(), memory_order_relaxed);
+}
+
 static void access_log(struct moat_http_conn *c)
 {
 	char buf[4096];
@@ -157,6 +203,7 @@ static void access_log(struct moat_http_conn *c)
 	                        : 0;
 
 	c->w->stats.requests++;
+	count_request(c);
 	if (!moat_log_access_enabled())
 		return;
 	moat_line_raw(&l, "{\"time\":\"", 9);
@@ -354,11 +401,11 @@ static int refresh_generation(struct moat_http_conn *c)
 			conn_close(c);
 			return -1;
 		}
-	} else if (cert != NULL && t->cfg->mtls == MOAT_MTLS_REQUIRE &&
-	           moat_tenant_cert_revoked(t, cert)) {
-		moat_log_warn("closing connection: device %s of tenant %s is revoked (serial %s)",
+	} else if (t->cfg->mtls == MOAT_MTLS_REQUIRE &&
+	           moat_tenant_refusal(t, cert, c->id.device_id) != NULL) {
+		moat_log_warn("closing connection: device %s of tenant %s: %s (serial %s)",
 		              c->id.device_id[0] ? c->id.device_id : "-", c->tenant_name,
-		              c->id.serial);
+		              moat_tenant_refusal(t, cert, c->id.device_id), c->id.serial);
 		conn_close(c);
 		return -1;
 	}
@@ -389,6 +436,13 @@ static int do_handshake(struct moat_http_conn *c)
 	c->tenant = c->tls.tenant;
 	snprintf(c->tenant_name, sizeof(c->tenant_name), "%s", c->tenant->cfg->name);
 	c->resumed = resumed;
+	{
+		const struct moat_device_entry *e = moat_tenant_device(c->tenant, c->id.device_id);
+
+		c->tenant_counters = c->tenant->counters;
+		c->device_counters = e != NULL ? e->counters : NULL;
+		count_connected(c, 1);
+	}
 	if (build_identity_headers(c) != MOAT_OK) {
 		conn_close(c);
 		return 0;
@@ -483,14 +537,41 @@ static int prevalidate_chunks(struct moat_http_conn *c, const char *p, size_t le
 	return 0;
 }
 
-/* Answers a request a rule blocked. Without a body left to read, the connection stays open
- * for the device's next request. */
+/* Answers a request the edge refused (a rule, a quarantine). Without a body left to read, the
+ * connection stays open for the device's next request. */
+static void respond_refused(struct moat_http_conn *c, int status, const char *type,
+                            const struct moat_line *b)
+{
+	struct moat_line h;
+	int keep = c->rq.body_done && c->rq.keep_alive && !c->draining;
+
+	c->rq.refused = 1;
+	h = (struct moat_line){moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
+	moat_line_printf(&h, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+	                 status, moat_http_reason(status), type, b->len,
+	                 keep ? "" : "Connection: close\r\n");
+	if (!c->rq.is_head)
+		moat_line_raw(&h, b->p, b->len);
+	if (h.truncated || b->truncated) {
+		conn_close(c);
+		return;
+	}
+	c->out.end += h.len;
+	c->rs.status = status;
+	c->rs.started = c->rs.head_done = c->rs.done = 1;
+	if (!keep) {
+		/* the unread body is not wanted: answer, then close (with a lingering read, so the
+		 * device sees the answer rather than a reset) */
+		c->close_after = 1;
+		c->rq.body_done = 1;
+	}
+	c->state = CS_PROXY; /* do_proxy finishes it: log, then the next request or a close */
+}
+
 static void respond_blocked(struct moat_http_conn *c, const struct moat_rule *r)
 {
 	char body[1024];
 	struct moat_line b = {body, 0, sizeof(body), 0};
-	struct moat_line h;
-	int keep = c->rq.body_done && c->rq.keep_alive && !c->draining;
 	const char *type = "application/json";
 
 	if (moat_buf_prepare(&c->out) != MOAT_OK) {
@@ -506,26 +587,44 @@ static void respond_blocked(struct moat_http_conn *c, const struct moat_rule *r)
 		moat_line_json_str(&b, r->id, strlen(r->id));
 		moat_line_printf(&b, ",\"request_id\":\"%s\"}\n", c->rq.id);
 	}
-	h = (struct moat_line){moat_buf_tail(&c->out), 0, moat_buf_room(&c->out), 0};
-	moat_line_printf(&h, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-	                 r->status, moat_http_reason(r->status), type, b.len,
-	                 keep ? "" : "Connection: close\r\n");
-	if (!c->rq.is_head)
-		moat_line_raw(&h, body, b.len);
-	if (h.truncated || b.truncated) {
+	respond_refused(c, r->status, type, &b);
+}
+
+/* A quarantined device reaches only the tenant's quarantine_allow paths (its firmware
+ * updates), compared on the normalised path so "/firmware/../unlock" is not let through.
+ * Returns 0 to go on, -1 when the request was answered. */
+static int check_quarantine(struct moat_http_conn *c, const struct moat_http_request *req)
+{
+	const struct moat_device_entry *e = moat_tenant_device(c->tenant, c->id.device_id);
+	struct moat_slice raw = req->path.len ? req->path : req->target;
+	char small[1024], *norm = small, body[256];
+	struct moat_line b = {body, 0, sizeof(body), 0};
+	long n;
+	int allowed;
+
+	if (e == NULL || e->state != MOAT_DEVICE_QUARANTINED)
+		return 0;
+	if (raw.len > sizeof(small) && (norm = moat_malloc(raw.len)) == NULL) {
 		conn_close(c);
-		return;
+		return -1;
 	}
-	c->out.end += h.len;
-	c->rs.status = r->status;
-	c->rs.started = c->rs.head_done = c->rs.done = 1;
-	if (!keep) {
-		/* the unread body is not wanted: answer, then close (with a lingering read, so the
-		 * device sees the answer rather than a reset) */
-		c->close_after = 1;
-		c->rq.body_done = 1;
+	n = moat_rules_normalize_path(raw.p, raw.len, norm, raw.len > sizeof(small) ? raw.len
+	                                                                             : sizeof(small));
+	allowed = n >= 0 && moat_tenant_quarantine_allows(c->tenant, norm, (size_t)n);
+	if (norm != small)
+		moat_free(norm);
+	if (allowed)
+		return 0;
+	moat_buf_consume(&c->in, req->head_len);
+	if (moat_buf_prepare(&c->out) != MOAT_OK) {
+		conn_close(c);
+		return -1;
 	}
-	c->state = CS_PROXY; /* do_proxy finishes it: log, then the next request or a close */
+	moat_log_info("request refused: device %s of tenant %s is quarantined (request_id=%s)",
+	              c->id.device_id, c->tenant_name, c->rq.id);
+	moat_line_printf(&b, "{\"error\":\"quarantined\",\"request_id\":\"%s\"}\n", c->rq.id);
+	respond_refused(c, 403, "application/json", &b);
+	return -1;
 }
 
 /* Runs the tenant's rules on the request. Returns 0 to forward it, -1 when a rule answered
@@ -563,6 +662,7 @@ static int apply_rules(struct moat_http_conn *c, const struct moat_http_request 
 		return 0;
 	moat_buf_consume(&c->in, req->head_len);
 	if (v.action == MOAT_RULE_CLOSE) {
+		c->rq.refused = 1;
 		c->rs.status = 0;
 		c->rq.body_done = 1;
 		access_log(c);
@@ -694,6 +794,8 @@ static void dispatch(struct moat_http_conn *c, const struct moat_http_request *r
 	moat_http_chunked_init(&rq->chunked, CHUNK_MAX_LINE, c->gen->cfg->max_header_size);
 	c->state = CS_PROXY;
 	if (refresh_generation(c) < 0)
+		return;
+	if (c->tenant->devices != NULL && check_quarantine(c, req) < 0)
 		return;
 	if (req->framing == MOAT_BODY_CHUNKED &&
 	    prevalidate_chunks(c, moat_buf_head(&c->in) + req->head_len,
@@ -1575,9 +1677,27 @@ static void http_close(struct moat_conn *base)
 static void http_gen_changed(struct moat_conn *base)
 {
 	struct moat_http_conn *c = (struct moat_http_conn *)base;
+	struct moat_tenant *t;
+	const char *why;
 
-	if (c->state == CS_HEAD && moat_buf_len(&c->in) == 0)
+	if (c->state == CS_HEAD && moat_buf_len(&c->in) == 0) {
 		(void)refresh_generation(c);
+		return;
+	}
+	if (c->tenant == NULL || c->state == CS_HANDSHAKE || c->state == CS_CLOSED)
+		return;
+	/* Busy (a long upload or download): a revoked device does not get to finish it. */
+	t = moat_gen_tenant_by_name(c->w->gen, c->tenant_name);
+	if (t == NULL || t->cfg->mtls != MOAT_MTLS_REQUIRE)
+		return; /* a removed tenant ends at the next request */
+	why = moat_tenant_refusal(t, c->sock.ssl ? SSL_get0_peer_certificate(c->sock.ssl) : NULL,
+	                          c->id.device_id);
+	if (why != NULL) {
+		moat_log_warn("closing connection in the middle of a request: device %s of tenant "
+		              "%s: %s",
+		              c->id.device_id[0] ? c->id.device_id : "-", c->tenant_name, why);
+		conn_close(c);
+	}
 }
 
 static const struct moat_conn_ops http_conn_ops = {http_drain, http_close, http_gen_changed};

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,6 +67,8 @@ struct moat_tcp_conn {
 	uint64_t t_accept, t_connect, t_last; /* loop ms */
 	uint64_t t_start_ns;
 	const char *end; /* how the connection ended, for the access log */
+	/* counted as connected now (core/stats.h: the objects outlive generations) */
+	struct moat_counters *tenant_counters, *device_counters;
 };
 
 static void pump(struct moat_tcp_conn *c);
@@ -144,10 +147,49 @@ static void set_reset_on_close(int fd)
 }
 
 /* Ends the connection. `end` says how; `reset_dev`/`reset_org` abort that side with a RST. */
+/* The admin API's counters: a TCP connection counts as one request. */
+static void count_start(struct moat_tcp_conn *c)
+{
+	const struct moat_device_entry *e = moat_tenant_device(c->tenant, c->id.device_id);
+	struct timespec ts;
+
+	c->tenant_counters = c->tenant->counters;
+	c->device_counters = e != NULL ? e->counters : NULL;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	for (int i = 0; i < 2; i++) {
+		struct moat_counters *k = i == 0 ? c->tenant_counters : c->device_counters;
+
+		if (k == NULL)
+			continue;
+		moat_count(&k->requests, 1);
+		atomic_fetch_add_explicit(&k->connected, 1, memory_order_relaxed);
+		atomic_store_explicit(&k->last_seen_ms,
+		                      (int_fast64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+		                      memory_order_relaxed);
+	}
+}
+
+static void count_end(struct moat_tcp_conn *c, int blocked)
+{
+	for (int i = 0; i < 2; i++) {
+		struct moat_counters *k = i == 0 ? c->tenant_counters : c->device_counters;
+
+		if (k == NULL)
+			continue;
+		moat_count(&k->bytes_in, c->bytes_up);
+		moat_count(&k->bytes_out, c->bytes_down);
+		if (blocked)
+			moat_count(&k->blocked, 1);
+		atomic_fetch_sub_explicit(&k->connected, 1, memory_order_relaxed);
+	}
+	c->tenant_counters = c->device_counters = NULL;
+}
+
 static void conn_end(struct moat_tcp_conn *c, const char *end, int reset_dev, int reset_org)
 {
 	if (c->state == TS_CLOSED)
 		return;
+	count_end(c, strcmp(end, "blocked") == 0 || strcmp(end, "quarantined") == 0);
 	if (c->end == NULL)
 		c->end = end;
 	if (c->state != TS_HANDSHAKE || c->tenant != NULL)
@@ -271,6 +313,18 @@ static void start_origin(struct moat_tcp_conn *c)
 	const struct moat_config_tenant *tc = t->cfg;
 	int fd, one = 1;
 
+	count_start(c);
+	if (t->devices != NULL) {
+		const struct moat_device_entry *e = moat_tenant_device(t, c->id.device_id);
+
+		if (e != NULL && e->state == MOAT_DEVICE_QUARANTINED) {
+			moat_log_info("tcp connection %s refused: device %s of tenant %s is "
+			              "quarantined",
+			              c->conn_id, c->id.device_id, tc->name);
+			conn_end(c, "quarantined", 0, 0);
+			return;
+		}
+	}
 	if (apply_rules(c) < 0)
 		return;
 	if (t->tcp_origin_addrlen == 0) {
@@ -663,12 +717,18 @@ static void tcp_gen_changed(struct moat_conn *base)
 		return;
 	}
 	cert = c->tls_on && c->dev.ssl ? SSL_get0_peer_certificate(c->dev.ssl) : NULL;
-	if (cert != NULL && moat_tenant_cert_revoked(t, cert)) {
-		moat_log_warn("closing tcp connection %s: device %s of tenant %s is revoked "
-		              "(serial %s)",
+	if (c->tls_on && moat_tenant_refusal(t, cert, c->id.device_id) != NULL) {
+		moat_log_warn("closing tcp connection %s: device %s of tenant %s: %s (serial %s)",
 		              c->conn_id, c->id.device_id[0] ? c->id.device_id : "-", t->cfg->name,
-		              c->id.serial);
+		              moat_tenant_refusal(t, cert, c->id.device_id), c->id.serial);
 		conn_end(c, "revoked", 0, 0);
+		return;
+	}
+	if (c->tls_on && moat_tenant_device(t, c->id.device_id) != NULL &&
+	    moat_tenant_device(t, c->id.device_id)->state == MOAT_DEVICE_QUARANTINED) {
+		moat_log_info("closing tcp connection %s: device %s of tenant %s is quarantined",
+		              c->conn_id, c->id.device_id, t->cfg->name);
+		conn_end(c, "quarantined", 0, 0);
 		return;
 	}
 	if (c->tls_on &&

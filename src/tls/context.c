@@ -88,6 +88,57 @@ static int set_common_options(SSL_CTX *ctx)
 	return 0;
 }
 
+/* Every certificate of a PEM text into store (and their subjects into names, if given).
+ * Returns the number added, -1 on a damaged text. */
+static int add_pem_certs(const char *pem, X509_STORE *store, STACK_OF(X509_NAME) * names)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509 *x;
+	int n = 0;
+
+	if (b == NULL)
+		return -1;
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		X509_NAME *nm = names != NULL ? X509_NAME_dup(X509_get_subject_name(x)) : NULL;
+
+		if (!X509_STORE_add_cert(store, x) ||
+		    (names != NULL && (nm == NULL || !sk_X509_NAME_push(names, nm)))) {
+			X509_NAME_free(nm);
+			X509_free(x);
+			BIO_free(b);
+			return -1;
+		}
+		X509_free(x);
+		n++;
+	}
+	BIO_free(b);
+	ERR_clear_error(); /* the end of the text reads as "no start line" */
+	return n;
+}
+
+/* A certificate chain from PEM text: the first is the leaf, the rest go to the chain. */
+static int use_chain_pem(SSL_CTX *ctx, const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509 *x;
+	int ok;
+
+	if (b == NULL)
+		return -1;
+	x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	ok = x != NULL && SSL_CTX_use_certificate(ctx, x) == 1;
+	X509_free(x);
+	while (ok && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		ok = SSL_CTX_add0_chain_cert(ctx, x) == 1;
+		if (!ok)
+			X509_free(x);
+	}
+	BIO_free(b);
+	if (ok)
+		ERR_clear_error();
+	return ok ? 0 : -1;
+}
+
 static int load_cas(struct moat_tenant *t, SSL_CTX *ctx, const char *file,
                     moat_config_report_fn report, void *arg)
 {
@@ -98,6 +149,10 @@ static int load_cas(struct moat_tenant *t, SSL_CTX *ctx, const char *file,
 
 	if (store == NULL || names == NULL)
 		goto out;
+	if (c->device_ca_pem != NULL && add_pem_certs(c->device_ca_pem, store, names) <= 0) {
+		report(arg, file, c->line, "device CAs: cannot load the store's certificates");
+		goto out;
+	}
 	for (size_t i = 0; i < c->ndevice_cas; i++) {
 		if (!X509_STORE_load_file(store, c->device_cas[i]) ||
 		    !SSL_add_file_cert_subjects_to_stack(names, c->device_cas[i])) {
@@ -169,7 +224,12 @@ int moat_tls_tenant_ctx(struct moat_tenant *t, const char *file, moat_config_rep
 		SSL_CTX_free(ctx);
 		return MOAT_ENOMEM;
 	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
+	if (c->cert_pem != NULL) {
+		if (use_chain_pem(ctx, c->cert_pem) < 0) {
+			report_ssl(report, arg, file, c->line, "server certificate", "(store)");
+			goto fail;
+		}
+	} else if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
 		report_ssl(report, arg, file, c->cert_line, "cert", c->cert);
 		goto fail;
 	}
@@ -213,7 +273,13 @@ int moat_tls_origin_ctx(struct moat_tenant *t, const char *file, moat_config_rep
 		return MOAT_ENOMEM;
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (c->origin_ca != NULL) {
+	if (c->origin_ca_pem != NULL) {
+		if (add_pem_certs(c->origin_ca_pem, SSL_CTX_get_cert_store(ctx), NULL) <= 0) {
+			report(arg, file, c->line, "origin_ca: cannot load the store's certificates");
+			SSL_CTX_free(ctx);
+			return MOAT_EINVAL;
+		}
+	} else if (c->origin_ca != NULL) {
 		if (SSL_CTX_load_verify_file(ctx, c->origin_ca) != 1) {
 			report_ssl(report, arg, file, c->origin_ca_line, "origin_ca", c->origin_ca);
 			SSL_CTX_free(ctx);

@@ -141,6 +141,11 @@ int moat_tls_identity(SSL *ssl, const struct moat_tenant *t, struct moat_identit
 		}
 		return MOAT_OK;
 	}
+	/* A tenant made through the admin API admits only the devices of its registry. */
+	if (moat_devices_refusal(t->devices, id->device_id) != NULL) {
+		*reason = moat_devices_refusal(t->devices, id->device_id);
+		return MOAT_EINVAL;
+	}
 	id->status = MOAT_CERT_SUCCESS;
 	return MOAT_OK;
 }
