@@ -35,6 +35,8 @@ esac
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 [ -x "$MOATD" ] || die "$MOATD: not built (make all)"
+MOATCTL=$(dirname "$MOATD")/moatctl
+case "$MOATCTL" in "$ROOT"/*) MOATCTL=${MOATCTL#"$ROOT"/} ;; esac
 [ -f "$CONF" ] || die "$CONF: missing"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || die "nginx not found (make deps)"
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
@@ -241,6 +243,7 @@ ${B}Moat demo${N}: moatd (pid $MOATD_PID) with $CONF
   gateway  https://$HOST:$GATEWAY_PORT  listener devices, tenant demo
   origin   http://127.0.0.1:$ORIGIN_PORT  nginx, answers with what it received
   PKI      $PKI/  dev CAs, device-1 and device-2 (more: scripts/pki.sh device $PKI NAME)
+  admin    http://127.0.0.1:9900/v1  operator token: $(cat var/operator.token 2>/dev/null || echo "(see var/operator.token)")
 
 ${B}Try, from another terminal in $ROOT:${N}
 
@@ -256,6 +259,13 @@ ${B}Try, from another terminal in $ROOT:${N}
 
   # revoke device-2 and reload moatd: its next connection is refused
   scripts/pki.sh revoke $PKI device-2 && kill -HUP $MOATD_PID
+
+  # the admin API and moatctl (docs/api.md, docs/moatctl.md): the operator token was created
+  # at the first start and is kept in var/operator.token (mode 0600)
+  export MOAT_TOKEN=\$(cat var/operator.token)
+  $MOATCTL tenant list
+  $MOATCTL tenant add acme --host acme.moat.localhost --origin http://127.0.0.1:$ORIGIN_PORT
+  $MOATCTL device enroll acme cam-0001 --model cam-x --firmware 1.2.0 --out var/cam-0001/
 
   access log  tail -f var/access.log
   stop        Ctrl-C: moatd drains, then the demo origin stops too

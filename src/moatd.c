@@ -163,6 +163,63 @@ static void rebuild_cb(uv_timer_t *timer)
 	              (unsigned long long)g->id, (double)(uv_hrtime() - t0) / 1e6);
 }
 
+/* Change counters of each store tenant's rules and devices (the generation reuses what did
+ * not change). */
+struct tenant_version {
+	char *name;
+	uint64_t rules, devices;
+};
+
+static struct tenant_version *versions;
+static size_t nversions;
+
+static struct tenant_version *version_of(const char *tenant, int create)
+{
+	struct tenant_version *v;
+
+	for (size_t i = 0; i < nversions; i++)
+		if (strcmp(versions[i].name, tenant) == 0)
+			return &versions[i];
+	if (!create)
+		return NULL;
+	v = moat_realloc(versions, (nversions + 1) * sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	versions = v;
+	v = &versions[nversions];
+	v->name = moat_strdup(tenant);
+	if (v->name == NULL)
+		return NULL;
+	v->rules = v->devices = 1;
+	nversions++;
+	return v;
+}
+
+static void tenant_versions(void *arg, const char *tenant, uint64_t *rules, uint64_t *devices)
+{
+	struct tenant_version *v = version_of(tenant, 0);
+
+	(void)arg;
+	*rules = v != NULL ? v->rules : 0;
+	*devices = v != NULL ? v->devices : 0;
+}
+
+static void tenant_changed(void *arg, const char *tenant, unsigned what)
+{
+	struct tenant_version *v = version_of(tenant, 1);
+
+	(void)arg;
+	if (v == NULL) {
+		/* out of memory: forget every version, so the next generation rebuilds all */
+		ctl.sources.versions = NULL;
+		return;
+	}
+	if (what & MOAT_ADMIN_CHANGED_RULES)
+		v->rules++;
+	if (what & MOAT_ADMIN_CHANGED_DEVICES)
+		v->devices++;
+}
+
 static void store_changed(void *arg)
 {
 	(void)arg;
@@ -175,15 +232,18 @@ static void reload(void)
 {
 	struct moat_config *cfg = NULL;
 	struct moat_gen *g = NULL, *cur;
+	struct moat_gen_sources full;
 	unsigned errors = 0;
 	const char *err = NULL;
 
 	moat_log_info("reloading configuration from %s", ctl.conf_path);
 	if (moat_config_load(ctl.conf_path, report_log, &errors, &cfg) == MOAT_OK)
 		moat_config_ref(cfg); /* one for the generation, one kept for store rebuilds */
+	/* everything afresh: the file may have changed limits the compiled rules depend on */
+	full = ctl.sources;
+	full.versions = NULL;
 	if (cfg == NULL ||
-	    moat_gen_build(cfg, ctl.ticket_secret, &ctl.sources, report_log, &errors, &g) !=
-	            MOAT_OK) {
+	    moat_gen_build(cfg, ctl.ticket_secret, &full, report_log, &errors, &g) != MOAT_OK) {
 		moat_config_free(cfg);
 		cur = moat_gen_acquire_current();
 		moat_log_error("reload refused: %u error%s in %s; still serving generation %llu",
@@ -275,6 +335,7 @@ static int open_store(const struct moat_config *cfg)
 		return -1;
 	ctl.sources.store = ctl.store;
 	ctl.sources.stats = ctl.stats;
+	ctl.sources.versions = tenant_versions;
 	return 0;
 }
 
@@ -290,6 +351,7 @@ static int start_admin(const struct moat_config *cfg)
 	env.data_dir = cfg->data_dir;
 	env.stats = ctl.stats;
 	env.changed = store_changed;
+	env.tenant_changed = tenant_changed;
 	env.started_at = (int64_t)time(NULL);
 	env.version = MOAT_VERSION;
 	ctl.admin = moat_admin_ctx_new(&env);
@@ -545,6 +607,9 @@ int main(int argc, char **argv)
 	moat_admin_ctx_free(ctl.admin);
 	moat_store_close(ctl.store);
 	moat_stats_free(ctl.stats);
+	for (size_t i = 0; i < nversions; i++)
+		moat_free(versions[i].name);
+	moat_free(versions);
 	moat_free(ctl.workers);
 	uv_loop_close(ctl.loop);
 	return 0;

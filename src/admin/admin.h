@@ -20,6 +20,10 @@
 
 #define MOAT_ADMIN_MAX_BODY (1024 * 1024)
 
+/* What changed in a tenant, for moat_admin_env.tenant_changed. */
+#define MOAT_ADMIN_CHANGED_RULES 1u
+#define MOAT_ADMIN_CHANGED_DEVICES 2u
+
 /* What the API needs from moatd. */
 struct moat_admin_env {
 	struct moat_store *store;
@@ -27,6 +31,9 @@ struct moat_admin_env {
 	struct moat_stats *stats; /* NULL: statistics answer zeros */
 	/* called after every committed change: publish a new generation soon (may be NULL) */
 	void (*changed)(void *arg);
+	/* called before `changed` when a tenant's rules or devices changed, so the next
+	 * generation rebuilds only those (may be NULL) */
+	void (*tenant_changed)(void *arg, const char *tenant, unsigned what);
 	void *arg;
 	int64_t started_at; /* Unix seconds, for health */
 	const char *version;

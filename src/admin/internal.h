@@ -107,6 +107,10 @@ int admin_audit(struct moat_admin_call *c, const char *action, const char *tenan
 /* After a commit: asks moatd for a new generation. */
 void admin_changed(struct moat_admin_call *c);
 
+/* After a commit that changed a tenant's rules or devices (MOAT_ADMIN_CHANGED_*): call it
+ * before admin_changed, or the next generation keeps the previous rules / registry. */
+void admin_tenant_changed(struct moat_admin_call *c, const char *tenant, unsigned what);
+
 /* RFC 3339 UTC ("2026-11-23T18:04:00Z") of a Unix time; json null for 0. */
 json_t *admin_time(int64_t t);
 

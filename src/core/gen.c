@@ -215,6 +215,79 @@ static int store_rules(struct moat_store *st, const char *tenant, const char *sc
 	return rc;
 }
 
+struct moat_gen_share {
+	atomic_uint refs;
+	struct moat_ruleset *rules, *tcp_rules;
+	struct moat_devices *devices;
+};
+
+static struct moat_gen_share *share_new(void)
+{
+	struct moat_gen_share *sh = moat_calloc(1, sizeof(*sh));
+
+	if (sh != NULL)
+		atomic_init(&sh->refs, 1);
+	return sh;
+}
+
+static struct moat_gen_share *share_ref(struct moat_gen_share *sh)
+{
+	atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+	return sh;
+}
+
+static void share_release(struct moat_gen_share *sh)
+{
+	if (sh == NULL || atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	moat_ruleset_free(sh->rules);
+	moat_ruleset_free(sh->tcp_rules);
+	moat_devices_free(sh->devices);
+	moat_free(sh);
+}
+
+/* A store tenant's rules and registry: reused from the previous generation when unchanged. */
+static int store_tenant_content(struct moat_tenant *t, struct moat_tenant *old,
+                                const struct moat_rules_limits *lim, struct rules_report *rr,
+                                const struct moat_gen_sources *src)
+{
+	const char *name = t->cfg->name;
+	int have = src->versions != NULL;
+
+	if (have)
+		src->versions(src->versions_arg, name, &t->rules_version, &t->devices_version);
+	if (have && old != NULL && old->rules_share != NULL &&
+	    old->rules_version == t->rules_version) {
+		t->rules_share = share_ref(old->rules_share);
+	} else {
+		t->rules_share = share_new();
+		if (t->rules_share == NULL ||
+		    store_rules(src->store, name, "http", MOAT_RULES_HTTP, lim, rr,
+		                &t->rules_share->rules) != MOAT_OK ||
+		    store_rules(src->store, name, "tcp", MOAT_RULES_TCP, lim, rr,
+		                &t->rules_share->tcp_rules) != MOAT_OK)
+			return -1;
+		if (old != NULL) {
+			carry_counters(t->rules_share->rules, old->rules);
+			carry_counters(t->rules_share->tcp_rules, old->tcp_rules);
+		}
+	}
+	if (have && old != NULL && old->devices_share != NULL &&
+	    old->devices_version == t->devices_version) {
+		t->devices_share = share_ref(old->devices_share);
+	} else {
+		t->devices_share = share_new();
+		if (t->devices_share == NULL ||
+		    moat_devices_from_store(src->store, name, src->stats,
+		                            &t->devices_share->devices) != MOAT_OK)
+			return -1;
+	}
+	t->rules = t->rules_share->rules;
+	t->tcp_rules = t->rules_share->tcp_rules;
+	t->devices = t->devices_share->devices;
+	return 0;
+}
+
 static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cfg,
                              struct moat_gen *prev, moat_config_report_fn report, void *arg,
                              const struct moat_gen_sources *src)
@@ -227,19 +300,8 @@ static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cf
 
 	memset(&lim, 0, sizeof(lim));
 	lim.body_limit = cfg->rules_body_limit;
-	if (c->from_store) {
-		if (store_rules(src->store, c->name, "http", MOAT_RULES_HTTP, &lim, &rr,
-		                &t->rules) != MOAT_OK ||
-		    store_rules(src->store, c->name, "tcp", MOAT_RULES_TCP, &lim, &rr,
-		                &t->tcp_rules) != MOAT_OK ||
-		    moat_devices_from_store(src->store, c->name, src->stats, &t->devices) !=
-		            MOAT_OK)
-			failed = 1;
-		if (old != NULL) {
-			carry_counters(t->rules, old->rules);
-			carry_counters(t->tcp_rules, old->tcp_rules);
-		}
-	}
+	if (c->from_store && store_tenant_content(t, old, &lim, &rr, src) < 0)
+		failed = 1;
 	if (c->rules != NULL) {
 		if (moat_rules_load_file(c->rules, MOAT_RULES_HTTP, &lim, rules_error, &rr,
 		                         &t->rules) != MOAT_OK)
@@ -301,9 +363,14 @@ static void tenant_free(struct moat_tenant *t)
 	for (size_t j = 0; j < t->ncrls; j++)
 		X509_CRL_free(t->crls[j]);
 	OPENSSL_free(t->crls);
-	moat_ruleset_free(t->rules);
-	moat_ruleset_free(t->tcp_rules);
-	moat_devices_free(t->devices);
+	if (t->rules_share != NULL || t->devices_share != NULL) {
+		share_release(t->rules_share);
+		share_release(t->devices_share);
+	} else {
+		moat_ruleset_free(t->rules);
+		moat_ruleset_free(t->tcp_rules);
+		moat_devices_free(t->devices);
+	}
 	OPENSSL_cleanse(t->ticket_aes, sizeof(t->ticket_aes));
 	OPENSSL_cleanse(t->ticket_hmac, sizeof(t->ticket_hmac));
 }
@@ -521,7 +588,7 @@ int moat_gen_build(struct moat_config *cfg, const unsigned char *ticket_secret,
                    const struct moat_gen_sources *src, moat_config_report_fn report, void *arg,
                    struct moat_gen **out)
 {
-	static const struct moat_gen_sources none = {NULL, NULL};
+	static const struct moat_gen_sources none; /* zero: the config file only */
 	struct moat_gen *g = moat_calloc(1, sizeof(*g));
 	struct moat_gen *prev = moat_gen_acquire_current(); /* for rule hit counters */
 	size_t nstore = 0;

@@ -55,6 +55,12 @@ struct moat_tenant {
 	 * once here, not per request */
 	size_t rules_scratch, tcp_rules_scratch;
 	struct moat_gen *gen;
+	/* Store tenants: the compiled rules and the registry, shared with the next generation
+	 * when the store says they did not change (compiling 1,000 rules or reading a million
+	 * devices again for an unrelated change would delay every change). NULL for config
+	 * tenants, which own their rules and devices. */
+	struct moat_gen_share *rules_share, *devices_share;
+	uint64_t rules_version, devices_version;
 };
 
 struct moat_listener {
@@ -80,6 +86,10 @@ struct moat_gen {
 struct moat_gen_sources {
 	struct moat_store *store; /* tenants, CAs, devices and rules made through the admin API */
 	struct moat_stats *stats; /* counters handed to tenants and devices */
+	/* Change counters of a tenant's rules and devices: equal to the previous generation's,
+	 * its compiled rules / registry are reused. NULL: everything is built afresh. */
+	void (*versions)(void *arg, const char *tenant, uint64_t *rules, uint64_t *devices);
+	void *versions_arg;
 };
 
 /*
