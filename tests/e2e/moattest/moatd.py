@@ -50,6 +50,7 @@ class Moatd:
         self.origin_url = origin_url
         self.host = bind_host
         self.port = free_port(bind_host)
+        self.admin_port = free_port("127.0.0.1")  # the admin API, on loopback
         self.conf = self.dir / "moat.conf"
         self.error_log = self.dir / "error.log"
         self.access_log = self.dir / "access.log"
@@ -89,6 +90,7 @@ class Moatd:
                 "error_log": str(self.error_log),
                 "log_level": "info",
                 "pid_file": str(self.pid_file),
+                "admin_listen": f"127.0.0.1:{self.admin_port}",
             },
             f"listener {LISTENER}": {
                 "bind": bind,
@@ -238,6 +240,14 @@ class Moatd:
             raise AssertionError(f"moatd exited with {self.proc.returncode} at start\n"
                                  f"{self.diagnostics()}")
         return self
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}/v1"
+
+    def operator_token(self):
+        """The operator token moatd created at its first start (data_dir/operator.token)."""
+        return (self.dir / "data" / "operator.token").read_text().strip()
 
     @property
     def running(self):
