@@ -16,7 +16,7 @@
 #define DEVICE_MAX_TAGS 64
 #define DEVICE_MAX_TAG 64
 #define DEVICE_MAX_OWNER 256
-#define DEVICE_MAX_ID 128
+#define DEVICE_MAX_ID 64 /* the certificate CN: at most 64 characters (RFC 5280) */
 #define DEVICE_MAX_CSR 65536
 #define DEVICE_DEFAULT_DAYS 730
 #define LIST_DEFAULT_LIMIT 100
