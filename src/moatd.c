@@ -382,7 +382,6 @@ static int start_admin(const struct moat_config *cfg)
 		fprintf(stderr, "moatd: admin API: %s\n", err ? err : "cannot start");
 		return -1;
 	}
-	moat_log_info("admin API on %s%s", cfg->admin_listen, cfg->admin_cert ? " (TLS)" : "");
 	return 0;
 }
 
