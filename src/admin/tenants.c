@@ -232,7 +232,7 @@ static int server_issue(struct moat_admin_call *c, const struct moat_strv *hosts
 	                          SERVER_DAYS, cert, key, &err);
 	moat_ca_free_secret(ca_key);
 	if (rc == MOAT_EINVAL) {
-		admin_error(c, 400, "bad_request", "hosts: %s", err.msg);
+		admin_error(c, 400, "bad_request", "%s", err.msg); /* "hosts: ..." */
 	} else if (rc != MOAT_OK) {
 		moat_log_error("admin: issuing a server certificate: %s", err.msg);
 		internal_error(c, "issuing the server certificate");
@@ -529,7 +529,7 @@ static int server_cert_parse(struct moat_admin_call *c, struct tenant_input *in)
 		return -1;
 	}
 	if (has_cert && moat_ca_check_server(in->server_cert, in->server_key, &err) != MOAT_OK) {
-		admin_error(c, 400, "bad_request", "server_cert: %s", err.msg);
+		admin_error(c, 400, "bad_request", "%s", err.msg); /* names its field */
 		return -1;
 	}
 	return 0;
