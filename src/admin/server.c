@@ -741,6 +741,9 @@ static int tls_pull(struct conn *c)
 	size_t room;
 	int r, e;
 
+	/* nothing to decrypt: leave an idle connection without an input buffer */
+	if (BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0 && !SSL_has_pending(c->ssl))
+		return 0;
 	while ((room = input_room(c)) > 0) {
 		ERR_clear_error();
 		r = SSL_read(c->ssl, c->in + c->in_len, room > INT32_MAX ? INT32_MAX : (int)room);
