@@ -84,7 +84,8 @@ struct moat_admin_server;
 
 /*
  * Listens on `listen` ("127.0.0.1:9900", "[::1]:9900") on `loop`; TLS with cert and key (PEM
- * files) if both are given. Requests are answered by ctx. On failure *err says why.
+ * files) if both are given. Requests are answered by ctx. On failure *err says why (a
+ * per-thread buffer, valid until the next start on the same thread).
  */
 int moat_admin_server_start(uv_loop_t *loop, struct moat_admin_ctx *ctx, const char *listen,
                             const char *cert, const char *key, const char **err,
