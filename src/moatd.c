@@ -364,7 +364,8 @@ static int start_admin(const struct moat_config *cfg)
 	if (token != NULL) {
 		/* shown once: the file is for `make run` and moatctl on this machine */
 		fprintf(stderr,
-		        "moatd: operator token (shown once; also in %s/operator.token, mode 0600):\n"
+		        "moatd: operator token (shown once; also in %s/operator.token, mode "
+		        "0600):\n"
 		        "  %s\n",
 		        cfg->data_dir, token);
 		moat_log_info("created the first operator token; it is in %s/operator.token",

@@ -135,8 +135,7 @@ int admin_body_check(struct moat_admin_call *c, const char *const *allowed, int 
 		admin_error(c, 400, "bad_request", "a JSON object body is required");
 		return -1;
 	}
-	json_object_foreach(c->body, key, v)
-	{
+	json_object_foreach (c->body, key, v) {
 		const char *const *a;
 
 		for (a = allowed; *a != NULL && strcmp(*a, key) != 0; a++)
@@ -268,8 +267,7 @@ int admin_body_strv(struct moat_admin_call *c, const char *key, size_t maxn, siz
 		admin_error(c, 400, "bad_request", "\"%s\": at most %zu entries", key, maxn);
 		return -1;
 	}
-	json_array_foreach(v, i, item)
-	{
+	json_array_foreach (v, i, item) {
 		snprintf(what, sizeof(what), "\"%s\"[%zu]", key, i);
 		if (string_ok(c, what, item, maxlen, syntax) != 0)
 			return -1;
@@ -279,8 +277,7 @@ int admin_body_strv(struct moat_admin_call *c, const char *key, size_t maxn, siz
 	out->v = moat_calloc(n, sizeof(*out->v));
 	if (out->v == NULL)
 		goto nomem;
-	json_array_foreach(v, i, item)
-	{
+	json_array_foreach (v, i, item) {
 		out->v[i] = moat_strdup(json_string_value(item));
 		if (out->v[i] == NULL)
 			goto nomem;

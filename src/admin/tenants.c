@@ -1058,8 +1058,7 @@ static json_t *changed_fields(json_t *body)
 	json_t *a = json_array(), *v;
 	const char *key;
 
-	json_object_foreach(body, key, v)
-	{
+	json_object_foreach (body, key, v) {
 		json_array_append_new(a, json_string(key));
 	}
 	return json_pack("{s:o}", "fields", a);

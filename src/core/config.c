@@ -1368,8 +1368,8 @@ static void origin_err_report(void *arg, const char *file, unsigned line, const 
 	snprintf(e->buf, e->cap, "%s", msg);
 }
 
-int moat_config_origin_parse(const char *v, int tcp, enum moat_origin_scheme *scheme,
-                             char **host, uint16_t *port, char *err, size_t errcap)
+int moat_config_origin_parse(const char *v, int tcp, enum moat_origin_scheme *scheme, char **host,
+                             uint16_t *port, char *err, size_t errcap)
 {
 	struct origin_err e = {err, errcap};
 	struct loader ld;
@@ -2418,8 +2418,7 @@ void moat_config_free(struct moat_config *cfg)
 {
 	size_t i;
 
-	if (cfg == NULL ||
-	    atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
+	if (cfg == NULL || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (i = 0; i < cfg->nlisteners; i++) {
 		moat_free(cfg->listeners[i].name);

@@ -183,8 +183,8 @@ int moat_config_parse_size(const char *s, uint64_t *bytes) MOAT_WUR;
  * `tcp_origin` (tcp = 1: tcp:// or tls://) key does. On success *host is allocated. On
  * failure MOAT_EINVAL with the reason in err ("origin: scheme must be ...").
  */
-int moat_config_origin_parse(const char *v, int tcp, enum moat_origin_scheme *scheme,
-                             char **host, uint16_t *port, char *err, size_t errcap) MOAT_WUR;
+int moat_config_origin_parse(const char *v, int tcp, enum moat_origin_scheme *scheme, char **host,
+                             uint16_t *port, char *err, size_t errcap) MOAT_WUR;
 
 /* 1 if s is a valid tenant host name (a DNS name, optionally "*." and a name). */
 int moat_config_host_ok(const char *s);

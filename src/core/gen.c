@@ -202,8 +202,9 @@ static int store_rules(struct moat_store *st, const char *tenant, const char *sc
 		d->body = v[i].body;
 		d->status = v[i].status > 0 ? v[i].status : 403;
 		d->enabled = v[i].enabled;
-		d->mode = v[i].mode != NULL && strcmp(v[i].mode, "dry-run") == 0 ? MOAT_RULE_DRY_RUN
-		                                                                 : MOAT_RULE_ENFORCE;
+		d->mode = v[i].mode != NULL && strcmp(v[i].mode, "dry-run") == 0
+		                  ? MOAT_RULE_DRY_RUN
+		                  : MOAT_RULE_ENFORCE;
 		if (rule_action(v[i].action, &d->action) < 0)
 			d->action = MOAT_RULE_BLOCK;
 		d->line = (unsigned)(i + 1);
@@ -461,7 +462,8 @@ static int store_tenant_cfg(struct moat_store *st, const char *data_dir,
 	c->hosts = strv_dup(&r->hosts, &c->nhosts);
 	c->quarantine_allow = strv_dup(&r->quarantine_allow, &c->nquarantine_allow);
 	c->cert_pem = r->server_cert != NULL ? moat_strdup(r->server_cert) : NULL;
-	snprintf(path, sizeof(path), "%s/%s", data_dir, r->server_key_file ? r->server_key_file : "");
+	snprintf(path, sizeof(path), "%s/%s", data_dir,
+	         r->server_key_file ? r->server_key_file : "");
 	c->key = moat_strdup(path);
 	if (r->origin_ca != NULL)
 		c->origin_ca_pem = moat_strdup(r->origin_ca);
@@ -554,9 +556,10 @@ static int build_store_tenants(struct moat_gen *g, struct moat_gen *prev,
 		struct moat_tenant *t;
 
 		if (moat_config_tenant_find(g->cfg, v[i].name) != NULL) {
-			moat_log_error("tenant %s (store): the config file has a tenant of that name; "
-			               "the store's is not served",
-			               v[i].name);
+			moat_log_error(
+			        "tenant %s (store): the config file has a tenant of that name; "
+			        "the store's is not served",
+			        v[i].name);
 			continue;
 		}
 		if (store_tenant_cfg(src->store, g->cfg->data_dir, &v[i], c, err, sizeof(err)) !=

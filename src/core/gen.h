@@ -49,7 +49,8 @@ struct moat_tenant {
 	unsigned char trust_digest[32];
 	struct moat_ruleset *rules; /* virtual patches for HTTP requests; NULL if none */
 	struct moat_ruleset *tcp_rules; /* rules applied when a TCP connection is made */
-	struct moat_devices *devices; /* device.* facts, or a store tenant's registry; NULL if none */
+	struct moat_devices
+	        *devices; /* device.* facts, or a store tenant's registry; NULL if none */
 	struct moat_counters *counters; /* traffic counters; NULL if not counted */
 	/* scratch bytes an evaluation needs for the largest request the limits admit: computed
 	 * once here, not per request */

@@ -141,7 +141,8 @@ static int add_revoked(void *arg, const struct moat_store_cert *c)
 	if (c->fingerprint == NULL || strlen(c->fingerprint) != 64)
 		return 0; /* not a fingerprint we could ever match */
 	for (size_t i = 0; i < 32; i++) {
-		int hi = hex_nibble(c->fingerprint[2 * i]), lo = hex_nibble(c->fingerprint[2 * i + 1]);
+		int hi = hex_nibble(c->fingerprint[2 * i]),
+		    lo = hex_nibble(c->fingerprint[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return 0;

@@ -139,14 +139,13 @@ static const struct moat_counters *find(const struct moat_stats *s, const char *
 	return e->tenant != NULL ? e->c : NULL;
 }
 
-const struct moat_counters *moat_stats_find_tenant(const struct moat_stats *s,
-                                                   const char *tenant)
+const struct moat_counters *moat_stats_find_tenant(const struct moat_stats *s, const char *tenant)
 {
 	return find(s, tenant, NULL);
 }
 
-const struct moat_counters *moat_stats_find_device(const struct moat_stats *s,
-                                                   const char *tenant, const char *device)
+const struct moat_counters *moat_stats_find_device(const struct moat_stats *s, const char *tenant,
+                                                   const char *device)
 {
 	return device != NULL ? find(s, tenant, device) : NULL;
 }

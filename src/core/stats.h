@@ -37,10 +37,9 @@ struct moat_counters *moat_stats_device(struct moat_stats *s, const char *tenant
                                         const char *device);
 
 /* Lookups that never create (control thread): NULL if never created. */
-const struct moat_counters *moat_stats_find_tenant(const struct moat_stats *s,
-                                                   const char *tenant);
-const struct moat_counters *moat_stats_find_device(const struct moat_stats *s,
-                                                   const char *tenant, const char *device);
+const struct moat_counters *moat_stats_find_tenant(const struct moat_stats *s, const char *tenant);
+const struct moat_counters *moat_stats_find_device(const struct moat_stats *s, const char *tenant,
+                                                   const char *device);
 
 /* Calls fn for every device counter of a tenant (control thread). */
 void moat_stats_each_device(const struct moat_stats *s, const char *tenant,

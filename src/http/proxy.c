@@ -608,8 +608,8 @@ static int check_quarantine(struct moat_http_conn *c, const struct moat_http_req
 		conn_close(c);
 		return -1;
 	}
-	n = moat_rules_normalize_path(raw.p, raw.len, norm, raw.len > sizeof(small) ? raw.len
-	                                                                             : sizeof(small));
+	n = moat_rules_normalize_path(raw.p, raw.len, norm,
+	                              raw.len > sizeof(small) ? raw.len : sizeof(small));
 	allowed = n >= 0 && moat_tenant_quarantine_allows(c->tenant, norm, (size_t)n);
 	if (norm != small)
 		moat_free(norm);

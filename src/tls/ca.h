@@ -58,17 +58,17 @@ int moat_ca_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char
 
 /* Factory mode: generates an ECDSA P-256 key for the device and issues its certificate as
  * moat_ca_sign_csr does. */
-int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem,
-                           const char *device_id, unsigned days, char **cert_pem, char **key_pem,
+int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, const char *device_id,
+                           unsigned days, char **cert_pem, char **key_pem,
                            struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
 
 /*
  * A server certificate for the edge: a new ECDSA P-256 key, subjectAltName DNS entries for
  * each host (wildcards as given), serverAuth, issued by the node's edge CA.
  */
-int moat_ca_issue_server(const char *ca_cert_pem, const char *ca_key_pem,
-                         const char *const *hosts, size_t nhosts, unsigned days, char **cert_pem,
-                         char **key_pem, struct moat_ca_err *err) MOAT_WUR;
+int moat_ca_issue_server(const char *ca_cert_pem, const char *ca_key_pem, const char *const *hosts,
+                         size_t nhosts, unsigned days, char **cert_pem, char **key_pem,
+                         struct moat_ca_err *err) MOAT_WUR;
 
 /* Checks a server certificate chain and key to import: parseable, matching. */
 int moat_ca_check_server(const char *cert_pem, const char *key_pem,

@@ -275,7 +275,8 @@ int moat_tls_origin_ctx(struct moat_tenant *t, const char *file, moat_config_rep
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (c->origin_ca_pem != NULL) {
 		if (add_pem_certs(c->origin_ca_pem, SSL_CTX_get_cert_store(ctx), NULL) <= 0) {
-			report(arg, file, c->line, "origin_ca: cannot load the store's certificates");
+			report(arg, file, c->line,
+			       "origin_ca: cannot load the store's certificates");
 			SSL_CTX_free(ctx);
 			return MOAT_EINVAL;
 		}

@@ -13,8 +13,7 @@ static void print_audit(const json_t *page)
 	const json_t *e, *next = json_object_get(page, "next");
 	size_t i;
 
-	json_array_foreach(json_object_get(page, "items"), i, e)
-	{
+	json_array_foreach (json_object_get(page, "items"), i, e) {
 		ctl_table_row(t);
 		ctl_table_field(t, e, "seq");
 		ctl_table_field(t, e, "at");

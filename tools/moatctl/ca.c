@@ -13,8 +13,7 @@ void ctl_print_ca_table(const json_t *items)
 	const json_t *item;
 	size_t i;
 
-	json_array_foreach(items, i, item)
-	{
+	json_array_foreach (items, i, item) {
 		ctl_table_row(t);
 		ctl_table_field(t, item, "id");
 		ctl_table_field(t, item, "subject");

@@ -255,8 +255,7 @@ static const json_t *newest_cert(const json_t *device)
 	const json_t *best = NULL, *c;
 	size_t i;
 
-	json_array_foreach(json_object_get(device, "certificates"), i, c)
-	{
+	json_array_foreach (json_object_get(device, "certificates"), i, c) {
 		if (best == NULL || newer(c, best))
 			best = c;
 	}
@@ -435,8 +434,7 @@ static void print_device_table(const json_t *items)
 	const json_t *d;
 	size_t i;
 
-	json_array_foreach(items, i, d)
-	{
+	json_array_foreach (items, i, d) {
 		ctl_table_row(t);
 		ctl_table_field(t, d, "id");
 		ctl_table_field(t, d, "model");
@@ -545,8 +543,7 @@ static void print_device(const json_t *d)
 		return;
 	fputs("\ncertificates:\n", stdout);
 	t = ctl_table_new(headers);
-	json_array_foreach(certs, i, c)
-	{
+	json_array_foreach (certs, i, c) {
 		ctl_table_row(t);
 		ctl_table_field(t, c, "serial");
 		ctl_table_field(t, c, "issued_at");

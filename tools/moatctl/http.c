@@ -286,8 +286,7 @@ static void print_rule_errors(const json_t *errors)
 	size_t i;
 	const json_t *e;
 
-	json_array_foreach(errors, i, e)
-	{
+	json_array_foreach (errors, i, e) {
 		const char *caret = ctl_str(e, "caret");
 
 		/* The detail already gave the first error's message. */

@@ -91,8 +91,7 @@ static char *format_array(const json_t *v)
 
 	if (json_array_size(v) == 0)
 		return ctl_strdup("-");
-	json_array_foreach(v, i, e)
-	{
+	json_array_foreach (v, i, e) {
 		char *piece;
 
 		if (json_is_object(e) || json_is_array(e)) {
@@ -112,8 +111,7 @@ static char *format_object(const json_t *v)
 	const char *k;
 	const json_t *e;
 
-	json_object_foreach((json_t *)v, k, e)
-	{
+	json_object_foreach ((json_t *)v, k, e) {
 		char *val = ctl_format(e);
 		char *piece = ctl_printf("%s=%s", k, val);
 
@@ -336,8 +334,7 @@ void ctl_kv_object(struct ctl_kv *kv, const json_t *obj, const char *const *skip
 	const char *k;
 	const json_t *v;
 
-	json_object_foreach((json_t *)obj, k, v)
-	{
+	json_object_foreach ((json_t *)obj, k, v) {
 		if (!skipped(k, skip) && !is_array_of_objects(v))
 			ctl_kv_value(kv, k, v);
 	}

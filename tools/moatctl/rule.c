@@ -135,8 +135,7 @@ static int run_list(struct ctl *ctl, const struct ctl_args *a)
 		goto out;
 	}
 	t = ctl_table_new(headers);
-	json_array_foreach(json_object_get(r.json, "items"), i, rule)
-	{
+	json_array_foreach (json_object_get(r.json, "items"), i, rule) {
 		const json_t *hits = json_object_get(rule, "hits");
 
 		ctl_table_row(t);

@@ -18,8 +18,7 @@ static void print_tenant_stats(const json_t *s)
 		return;
 	fputs("\nrule hits:\n", stdout);
 	t = ctl_table_new(headers);
-	json_array_foreach(rules, i, rule)
-	{
+	json_array_foreach (rules, i, rule) {
 		const json_t *hits = json_object_get(rule, "hits");
 
 		ctl_table_row(t);

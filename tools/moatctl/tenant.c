@@ -154,8 +154,7 @@ static int run_list(struct ctl *ctl, const struct ctl_args *a)
 		goto out;
 	}
 	t = ctl_table_new(headers);
-	json_array_foreach(json_object_get(r.json, "items"), i, item)
-	{
+	json_array_foreach (json_object_get(r.json, "items"), i, item) {
 		ctl_table_row(t);
 		ctl_table_field(t, item, "name");
 		ctl_table_field(t, item, "hosts");

@@ -41,8 +41,7 @@ static int run_list(struct ctl *ctl, const struct ctl_args *a)
 		goto out;
 	}
 	t = ctl_table_new(headers);
-	json_array_foreach(json_object_get(r.json, "items"), i, tok)
-	{
+	json_array_foreach (json_object_get(r.json, "items"), i, tok) {
 		ctl_table_row(t);
 		ctl_table_field(t, tok, "id");
 		ctl_table_field(t, tok, "name");
