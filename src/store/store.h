@@ -211,8 +211,8 @@ int moat_store_device_get(struct moat_store *s, const char *tenant, const char *
                           struct moat_store_device *out) MOAT_WUR;
 /* One page of a tenant's devices; *more is 1 if devices follow the page. */
 int moat_store_device_list(struct moat_store *s, const char *tenant,
-                           const struct moat_store_device_filter *f,
-                           struct moat_store_device **out, size_t *n, int *more) MOAT_WUR;
+                           const struct moat_store_device_filter *f, struct moat_store_device **out,
+                           size_t *n, int *more) MOAT_WUR;
 void moat_store_devices_free(struct moat_store_device *v, size_t n);
 int moat_store_device_count(struct moat_store *s, const char *tenant, uint64_t *n) MOAT_WUR;
 
@@ -256,8 +256,8 @@ int moat_store_token_delete(struct moat_store *s, const char *id) MOAT_WUR;
 int moat_store_token_get(struct moat_store *s, const char *id,
                          struct moat_store_token *out) MOAT_WUR;
 /* Every token (tenant NULL) or a tenant's tokens, by creation. */
-int moat_store_token_list(struct moat_store *s, const char *tenant,
-                          struct moat_store_token **out, size_t *n) MOAT_WUR;
+int moat_store_token_list(struct moat_store *s, const char *tenant, struct moat_store_token **out,
+                          size_t *n) MOAT_WUR;
 void moat_store_tokens_free(struct moat_store_token *v, size_t n);
 int moat_store_token_touch(struct moat_store *s, const char *id, int64_t at) MOAT_WUR;
 /* The number of operator tokens (first start creates one when there is none). */
@@ -268,8 +268,8 @@ int moat_store_token_count_operator(struct moat_store *s, uint64_t *n) MOAT_WUR;
 /* Sets a->seq. */
 int moat_store_audit_add(struct moat_store *s, struct moat_store_audit *a) MOAT_WUR;
 /* Newest first; tenant NULL: every entry; before 0: from the newest, else seq < before. */
-int moat_store_audit_list(struct moat_store *s, const char *tenant, int64_t before,
-                          unsigned limit, struct moat_store_audit **out, size_t *n) MOAT_WUR;
+int moat_store_audit_list(struct moat_store *s, const char *tenant, int64_t before, unsigned limit,
+                          struct moat_store_audit **out, size_t *n) MOAT_WUR;
 void moat_store_audits_free(struct moat_store_audit *v, size_t n);
 
 #endif
