@@ -197,8 +197,10 @@ int moat_devices_from_store(struct moat_store *s, const char *tenant, struct moa
 	}
 	/* The store streams in id order already, but the lookups must not depend on a
 	 * backend's collation: sort with strcmp, the order bsearch uses. */
-	qsort(b.d->v, b.d->n, sizeof(*b.d->v), cmp_entry);
-	qsort(b.d->revoked, b.d->nrevoked, 32, cmp_fp);
+	if (b.d->n > 1)
+		qsort(b.d->v, b.d->n, sizeof(*b.d->v), cmp_entry);
+	if (b.d->nrevoked > 1)
+		qsort(b.d->revoked, b.d->nrevoked, 32, cmp_fp);
 	*out = b.d;
 	return MOAT_OK;
 }

@@ -267,7 +267,8 @@ int moat_store_token_count_operator(struct moat_store *s, uint64_t *n) MOAT_WUR;
 
 /* Sets a->seq. */
 int moat_store_audit_add(struct moat_store *s, struct moat_store_audit *a) MOAT_WUR;
-/* Newest first; tenant NULL: every entry; before 0: from the newest, else seq < before. */
+/* Newest first; tenant NULL: every entry; before 0: from the newest, else seq < before.
+ * limit 1..1001 (a page of at most 1000, and one more to tell whether another follows). */
 int moat_store_audit_list(struct moat_store *s, const char *tenant, int64_t before, unsigned limit,
                           struct moat_store_audit **out, size_t *n) MOAT_WUR;
 void moat_store_audits_free(struct moat_store_audit *v, size_t n);
