@@ -301,25 +301,45 @@ static int load_tenant_rules(struct moat_tenant *t, const struct moat_config *cf
 
 	memset(&lim, 0, sizeof(lim));
 	lim.body_limit = cfg->rules_body_limit;
-	if (c->from_store && store_tenant_content(t, old, &lim, &rr, src) < 0)
-		failed = 1;
-	if (c->rules != NULL) {
-		if (moat_rules_load_file(c->rules, MOAT_RULES_HTTP, &lim, rules_error, &rr,
-		                         &t->rules) != MOAT_OK)
+	if (old != NULL && old->cfg->from_store != c->from_store)
+		old = NULL; /* a config tenant replaced by a store tenant of the name, or back */
+	if (c->from_store) {
+		if (store_tenant_content(t, old, &lim, &rr, src) < 0)
 			failed = 1;
-		else if (old != NULL)
-			carry_counters(t->rules, old->rules);
-	}
-	if (c->tcp_rules != NULL) {
-		if (moat_rules_load_file(c->tcp_rules, MOAT_RULES_TCP, &lim, rules_error, &rr,
-		                         &t->tcp_rules) != MOAT_OK)
+	} else if (old != NULL && prev->cfg == cfg && old->rules_share != NULL &&
+	           old->devices_share != NULL) {
+		/* a rebuild for the store: the file was not read again, its rules stand */
+		t->rules_share = share_ref(old->rules_share);
+		t->devices_share = share_ref(old->devices_share);
+	} else {
+		t->rules_share = share_new();
+		t->devices_share = share_new();
+		if (t->rules_share == NULL || t->devices_share == NULL)
+			return MOAT_ENOMEM;
+		if (c->rules != NULL) {
+			if (moat_rules_load_file(c->rules, MOAT_RULES_HTTP, &lim, rules_error, &rr,
+			                         &t->rules_share->rules) != MOAT_OK)
+				failed = 1;
+			else if (old != NULL)
+				carry_counters(t->rules_share->rules, old->rules);
+		}
+		if (c->tcp_rules != NULL) {
+			if (moat_rules_load_file(c->tcp_rules, MOAT_RULES_TCP, &lim, rules_error,
+			                         &rr, &t->rules_share->tcp_rules) != MOAT_OK)
+				failed = 1;
+			else if (old != NULL)
+				carry_counters(t->rules_share->tcp_rules, old->tcp_rules);
+		}
+		if (c->devices != NULL && moat_devices_load(c->devices, report, arg,
+		                                            &t->devices_share->devices) != MOAT_OK)
 			failed = 1;
-		else if (old != NULL)
-			carry_counters(t->tcp_rules, old->tcp_rules);
 	}
-	if (c->devices != NULL &&
-	    moat_devices_load(c->devices, report, arg, &t->devices) != MOAT_OK)
-		failed = 1;
+	if (t->rules_share != NULL) {
+		t->rules = t->rules_share->rules;
+		t->tcp_rules = t->rules_share->tcp_rules;
+	}
+	if (t->devices_share != NULL)
+		t->devices = t->devices_share->devices;
 	{
 		/* a value that did not fit the scratch would be "missing": a rule failing open */
 		const struct moat_http_limits hl = {cfg->max_request_line, cfg->max_header_size,
@@ -364,14 +384,9 @@ static void tenant_free(struct moat_tenant *t)
 	for (size_t j = 0; j < t->ncrls; j++)
 		X509_CRL_free(t->crls[j]);
 	OPENSSL_free(t->crls);
-	if (t->rules_share != NULL || t->devices_share != NULL) {
-		share_release(t->rules_share);
-		share_release(t->devices_share);
-	} else {
-		moat_ruleset_free(t->rules);
-		moat_ruleset_free(t->tcp_rules);
-		moat_devices_free(t->devices);
-	}
+	/* rules and devices are always held through shares (possibly this tenant's alone) */
+	share_release(t->rules_share);
+	share_release(t->devices_share);
 	OPENSSL_cleanse(t->ticket_aes, sizeof(t->ticket_aes));
 	OPENSSL_cleanse(t->ticket_hmac, sizeof(t->ticket_hmac));
 }
@@ -391,12 +406,59 @@ static void gen_free(struct moat_gen *g)
 	moat_free(g);
 }
 
+static int same_str(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * Whether a tenant's TLS material is the same as in the previous generation, so its contexts
+ * can be shared rather than built again (an SSL_CTX costs about a millisecond in OpenSSL 3:
+ * with a few hundred tenants, rebuilding them all would delay every change by a second).
+ * A config tenant's is when the file was not read again; a store tenant's when the same PEMs
+ * and key file make it up.
+ */
+static int same_tls(const struct moat_tenant *old, const struct moat_config_tenant *c,
+                    const struct moat_gen *prev, const struct moat_config *cfg)
+{
+	const struct moat_config_tenant *o;
+
+	if (old == NULL || old->ssl_ctx == NULL || old->cfg->from_store != c->from_store)
+		return 0;
+	o = old->cfg;
+	if (!c->from_store)
+		return prev->cfg == cfg;
+	return same_str(o->cert_pem, c->cert_pem) && same_str(o->key, c->key) &&
+	       same_str(o->device_ca_pem, c->device_ca_pem) && o->mtls == c->mtls &&
+	       o->device_id == c->device_id;
+}
+
+static int share_tls(struct moat_tenant *t, const struct moat_tenant *old)
+{
+	if (old->ncrls > 0) {
+		t->crls = OPENSSL_malloc(old->ncrls * sizeof(*t->crls));
+		if (t->crls == NULL)
+			return -1;
+		for (size_t i = 0; i < old->ncrls; i++) {
+			X509_CRL_up_ref(old->crls[i]);
+			t->crls[i] = old->crls[i];
+		}
+		t->ncrls = old->ncrls;
+	}
+	SSL_CTX_up_ref(old->ssl_ctx);
+	t->ssl_ctx = old->ssl_ctx;
+	memcpy(t->trust_digest, old->trust_digest, sizeof(t->trust_digest));
+	return 0;
+}
+
 /* Everything of one tenant but the listeners; 0 or -1 (reported). */
 static int build_tenant(struct moat_tenant *t, struct moat_gen *g, struct moat_gen *prev,
                         const unsigned char *ticket_secret, const struct moat_gen_sources *src,
                         moat_config_report_fn report, void *arg)
 {
 	const struct moat_config *cfg = g->cfg;
+	struct moat_tenant *old = prev != NULL ? moat_gen_tenant_by_name(prev, t->cfg->name) : NULL;
+	int reuse = same_tls(old, t->cfg, prev, cfg);
 	int failed = 0;
 
 	t->gen = g;
@@ -405,7 +467,10 @@ static int build_tenant(struct moat_tenant *t, struct moat_gen *g, struct moat_g
 	derive(ticket_secret, "hmac", t->cfg->name, t->ticket_hmac, sizeof(t->ticket_hmac));
 	t->counters = src->stats != NULL ? moat_stats_tenant(src->stats, t->cfg->name) : NULL;
 	/* a tenant serving only plain-TCP listeners has no TLS material */
-	if (t->cfg->has_tls) {
+	if (t->cfg->has_tls && reuse) {
+		if (share_tls(t, old) < 0)
+			failed = 1;
+	} else if (t->cfg->has_tls) {
 		if (moat_tls_tenant_ctx(t, cfg->path, report, arg) != MOAT_OK) {
 			failed = 1;
 		} else if (trust_digest(t) < 0) {
@@ -413,10 +478,18 @@ static int build_tenant(struct moat_tenant *t, struct moat_gen *g, struct moat_g
 			failed = 1;
 		}
 	}
-	if (((t->cfg->origin != NULL && t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS) ||
-	     (t->cfg->tcp_origin != NULL && t->cfg->tcp_origin_scheme == MOAT_ORIGIN_TLS)) &&
-	    moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK)
-		failed = 1;
+	if ((t->cfg->origin != NULL && t->cfg->origin_scheme == MOAT_ORIGIN_HTTPS) ||
+	    (t->cfg->tcp_origin != NULL && t->cfg->tcp_origin_scheme == MOAT_ORIGIN_TLS)) {
+		if (old != NULL && old->origin_ctx != NULL &&
+		    old->cfg->from_store == t->cfg->from_store &&
+		    (t->cfg->from_store ? same_str(old->cfg->origin_ca_pem, t->cfg->origin_ca_pem)
+		                        : prev->cfg == cfg)) {
+			SSL_CTX_up_ref(old->origin_ctx);
+			t->origin_ctx = old->origin_ctx;
+		} else if (moat_tls_origin_ctx(t, cfg->path, report, arg) != MOAT_OK) {
+			failed = 1;
+		}
+	}
 	if (resolve_origins(t, cfg->path, report, arg) != MOAT_OK)
 		failed = 1;
 	if (load_tenant_rules(t, cfg, prev, report, arg, src) != MOAT_OK)

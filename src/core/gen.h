@@ -56,10 +56,11 @@ struct moat_tenant {
 	 * once here, not per request */
 	size_t rules_scratch, tcp_rules_scratch;
 	struct moat_gen *gen;
-	/* Store tenants: the compiled rules and the registry, shared with the next generation
-	 * when the store says they did not change (compiling 1,000 rules or reading a million
-	 * devices again for an unrelated change would delay every change). NULL for config
-	 * tenants, which own their rules and devices. */
+	/* The compiled rules and the devices (registry or devices file), shared with the next
+	 * generation when they did not change: a store tenant's by the versions the admin API
+	 * bumps, a config tenant's as long as the file is not read again (compiling 1,000 rules
+	 * or reading a million devices for an unrelated change would delay every change). The
+	 * TLS contexts are shared the same way (SSL_CTX_up_ref). */
 	struct moat_gen_share *rules_share, *devices_share;
 	uint64_t rules_version, devices_version;
 };

@@ -1953,7 +1953,8 @@ int moat_store_audit_list(struct moat_store *s, const char *tenant, int64_t befo
 		return injected(s);
 	/* one more than a page: the API asks for it to know whether another page follows */
 	if (limit < 1 || limit > PAGE_MAX + 1)
-		return store_err(s, MOAT_EINVAL, "limit %u is not within 1..%d", limit, PAGE_MAX + 1);
+		return store_err(s, MOAT_EINVAL, "limit %u is not within 1..%d", limit,
+		                 PAGE_MAX + 1);
 	rc = stmt(s, tenant != NULL ? ST_AUDIT_LIST_TENANT : ST_AUDIT_LIST_ALL, &st);
 	if (rc != MOAT_OK)
 		return rc;
