@@ -416,7 +416,7 @@ static void test_enroll_limits(void **state)
 	snprintf(body, sizeof(body), "{\"id\":\"m1\",\"model\":\"%s\"}", model);
 	assert_int_equal(call_s("POST", "/v1/tenants/acme/devices", F.op, body), 201);
 	for (int i = 0; i < 65; i++) {
-		char t[8];
+		char t[16];
 
 		snprintf(t, sizeof(t), "t%d", i);
 		json_array_append_new(tags, json_string(t));
@@ -472,7 +472,7 @@ static void test_list_pages(void **state)
 	}
 	assert_int_equal(nseen, 5); /* every device once, in order, none of beta */
 	for (size_t i = 0; i < nseen; i++) {
-		char want[4];
+		char want[24];
 
 		snprintf(want, sizeof(want), "d%zu", i + 1);
 		assert_string_equal(seen[i], want);

@@ -1589,8 +1589,6 @@ static void test_missing_sections(void **state)
 	         0,
 	         "no [listener NAME] section: add one, e.g. [listener devices] with bind = "
 	         "0.0.0.0:8443"},
-	        {"[listener devices]\nbind = 127.0.0.1:8443\n", 0,
-	         "no [tenant NAME] section: add one with hosts, cert, key, device_ca and origin"},
 	        /* a refused header is reported once, not again as a missing section */
 	        {"[listener dev ices]\nbind = 127.0.0.1:8443\n[tenant demo]\nhosts = "
 	         "demo.example.com\n"
@@ -1604,14 +1602,41 @@ static void test_missing_sections(void **state)
 	(void)state;
 	RUN_CASES(cases);
 
-	/* an empty file (or only comments) lacks both */
+	/* an empty file (or only comments) lacks a listener */
 	assert_int_equal(load_text("; nothing\n", &rs, &cfg), MOAT_EINVAL);
 	assert_null(cfg);
-	assert_int_equal(rs.n, 2);
+	assert_int_equal(rs.n, 1);
 	assert_int_equal(rs.r[0].line, 0);
-	assert_int_equal(rs.r[1].line, 0);
 	assert_int_equal(load_text("", &rs, &cfg), MOAT_EINVAL);
-	assert_int_equal(rs.n, 2);
+	assert_int_equal(rs.n, 1);
+
+	/* no tenant is fine: tenants may all come from the store (the admin API) */
+	assert_int_equal(load_text("[listener devices]\nbind = 127.0.0.1:8443\n", &rs, &cfg),
+	                 MOAT_OK);
+	assert_int_equal(cfg->ntenants, 0);
+	assert_string_equal(cfg->admin_listen, "127.0.0.1:9900");
+	moat_config_free(cfg);
+
+	/* admin_cert and admin_key go together */
+	assert_int_equal(load_text("[moat]\nadmin_cert = a.pem\n[listener devices]\n"
+	                           "bind = 127.0.0.1:8443\n",
+	                           &rs, &cfg),
+	                 MOAT_EINVAL);
+	assert_int_equal(rs.n, 1);
+	assert_int_equal(rs.r[0].line, 2);
+
+	/* admin_listen = off turns the API off; a bad address is an error on its line */
+	assert_int_equal(load_text("[moat]\nadmin_listen = off\n[listener devices]\n"
+	                           "bind = 127.0.0.1:8443\n",
+	                           &rs, &cfg),
+	                 MOAT_OK);
+	assert_null(cfg->admin_listen);
+	moat_config_free(cfg);
+	assert_int_equal(load_text("[moat]\nadmin_listen = nowhere\n[listener devices]\n"
+	                           "bind = 127.0.0.1:8443\n",
+	                           &rs, &cfg),
+	                 MOAT_EINVAL);
+	assert_int_equal(rs.r[0].line, 2);
 }
 
 /* Loading goes on after an error: every error is reported, with its line. */
@@ -1831,7 +1856,7 @@ static void test_file_errors(void **state)
 	write_file("big.conf", big, MAX_FILE_SIZE);
 	memset(&rs, 0, sizeof(rs));
 	assert_int_equal(moat_config_load("big.conf", collect, &rs, &cfg), MOAT_EINVAL);
-	assert_int_equal(rs.n, 2); /* only blank lines: no sections */
+	assert_int_equal(rs.n, 1); /* only blank lines: no listener */
 	write_file("big.conf", big, MAX_FILE_SIZE + 1);
 	memset(&rs, 0, sizeof(rs));
 	assert_int_equal(moat_config_load("big.conf", collect, &rs, &cfg), MOAT_EINVAL);

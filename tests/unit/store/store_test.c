@@ -1262,7 +1262,7 @@ static void test_audit(void **state)
 	moat_store_audits_free(v, n);
 
 	assert_int_equal(moat_store_audit_list(F.s, NULL, 0, 0, &v, &n), MOAT_EINVAL);
-	assert_int_equal(moat_store_audit_list(F.s, NULL, 0, 1001, &v, &n), MOAT_EINVAL);
+	assert_int_equal(moat_store_audit_list(F.s, NULL, 0, 1002, &v, &n), MOAT_EINVAL);
 	{
 		struct moat_store_audit bad;
 
