@@ -404,7 +404,8 @@ void admin_reply(struct moat_admin_call *c, int status, json_t *obj)
 
 	json_decref(obj);
 	if (text == NULL) {
-		moat_log_error("admin: out of memory answering %s %s", c->req->method,
+		/* json_pack fails on out of memory, and on text that is not UTF-8: a bug */
+		moat_log_error("admin: cannot encode the answer to %s %s", c->req->method,
 		               c->req->target);
 		text = moat_strdup(nomem);
 		len = text != NULL ? sizeof(nomem) - 1 : 0;
@@ -421,6 +422,18 @@ void admin_error(struct moat_admin_call *c, int status, const char *error, const
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	/* A detail may quote what the client sent (an undecodable id, a field name cut at a
+	 * length limit in the middle of a character): JSON strings must be UTF-8, so every byte
+	 * that does not start a valid sequence becomes '?'. */
+	for (unsigned char *p = (unsigned char *)detail; *p != '\0';) {
+		size_t n = utf8_seq(p);
+
+		if (n == 0 || (n == 1 && *p < 0x20)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
 	admin_reply(c, status, json_pack("{s:s, s:s}", "error", error, "detail", detail));
 }
 
