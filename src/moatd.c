@@ -190,7 +190,7 @@ static struct tenant_version *version_of(const char *tenant, int create)
 	v->name = moat_strdup(tenant);
 	if (v->name == NULL)
 		return NULL;
-	v->rules = v->devices = 1;
+	v->rules = v->devices = 0; /* what tenant_versions said before this entry existed */
 	nversions++;
 	return v;
 }
