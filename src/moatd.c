@@ -165,10 +165,32 @@ static void rebuild_cb(uv_timer_t *timer)
 
 /* Change counters of each store tenant's rules and devices (the generation reuses what did
  * not change). */
+struct device_change {
+	uint64_t version; /* the tenant's devices version this change made */
+	char *id;
+};
+
+#define MAX_DEVICE_CHANGES 100000 /* more waiting: the next generation reads the registry */
+
 struct tenant_version {
 	char *name;
 	uint64_t rules, devices;
+	/* devices changed one by one since `floor`, in order: a new generation patches the
+	 * registry with them; a change before floor is not known one by one */
+	struct device_change *changes;
+	size_t nchanges;
+	uint64_t floor;
 };
+
+static void forget_changes(struct tenant_version *v)
+{
+	for (size_t i = 0; i < v->nchanges; i++)
+		moat_free(v->changes[i].id);
+	moat_free(v->changes);
+	v->changes = NULL;
+	v->nchanges = 0;
+	v->floor = v->devices;
+}
 
 static struct tenant_version *versions;
 static size_t nversions;
@@ -187,6 +209,7 @@ static struct tenant_version *version_of(const char *tenant, int create)
 		return NULL;
 	versions = v;
 	v = &versions[nversions];
+	memset(v, 0, sizeof(*v));
 	v->name = moat_strdup(tenant);
 	if (v->name == NULL)
 		return NULL;
@@ -216,8 +239,69 @@ static void tenant_changed(void *arg, const char *tenant, unsigned what)
 	}
 	if (what & MOAT_ADMIN_CHANGED_RULES)
 		v->rules++;
-	if (what & MOAT_ADMIN_CHANGED_DEVICES)
+	if (what & MOAT_ADMIN_CHANGED_DEVICES) {
 		v->devices++;
+		forget_changes(v); /* not one device: the registry is read whole */
+	}
+}
+
+static void device_changed(void *arg, const char *tenant, const char *device)
+{
+	struct tenant_version *v = version_of(tenant, 1);
+	struct device_change *c;
+
+	(void)arg;
+	if (v == NULL) {
+		ctl.sources.versions = NULL;
+		return;
+	}
+	v->devices++;
+	if (v->nchanges >= MAX_DEVICE_CHANGES) {
+		forget_changes(v);
+		return;
+	}
+	c = moat_realloc(v->changes, (v->nchanges + 1) * sizeof(*c));
+	if (c == NULL) {
+		forget_changes(v);
+		return;
+	}
+	v->changes = c;
+	c[v->nchanges].version = v->devices;
+	c[v->nchanges].id = moat_strdup(device);
+	if (c[v->nchanges].id == NULL) {
+		forget_changes(v);
+		return;
+	}
+	v->nchanges++;
+}
+
+/* The devices changed after `since`. Changes up to `since` are dropped: a generation is
+ * built on the current one, whose registry already has them. */
+static int device_changes(void *arg, const char *tenant, uint64_t since, const char *const **ids,
+                          size_t *n)
+{
+	static const char **out;
+	struct tenant_version *v = version_of(tenant, 0);
+	size_t drop = 0, k = 0;
+	const char **o;
+
+	(void)arg;
+	if (v == NULL || since < v->floor)
+		return -1;
+	while (drop < v->nchanges && v->changes[drop].version <= since)
+		moat_free(v->changes[drop++].id);
+	memmove(v->changes, v->changes + drop, (v->nchanges - drop) * sizeof(*v->changes));
+	v->nchanges -= drop;
+	v->floor = since;
+	o = moat_realloc(out, (v->nchanges + 1) * sizeof(*o));
+	if (o == NULL)
+		return -1;
+	out = o;
+	for (; k < v->nchanges; k++)
+		out[k] = v->changes[k].id;
+	*ids = out;
+	*n = k;
+	return 0;
 }
 
 static void store_changed(void *arg)
@@ -336,6 +420,7 @@ static int open_store(const struct moat_config *cfg)
 	ctl.sources.store = ctl.store;
 	ctl.sources.stats = ctl.stats;
 	ctl.sources.versions = tenant_versions;
+	ctl.sources.device_changes = device_changes;
 	return 0;
 }
 
@@ -352,6 +437,7 @@ static int start_admin(const struct moat_config *cfg)
 	env.stats = ctl.stats;
 	env.changed = store_changed;
 	env.tenant_changed = tenant_changed;
+	env.device_changed = device_changed;
 	env.started_at = (int64_t)time(NULL);
 	env.version = MOAT_VERSION;
 	ctl.admin = moat_admin_ctx_new(&env);
@@ -607,8 +693,10 @@ int main(int argc, char **argv)
 	moat_admin_ctx_free(ctl.admin);
 	moat_store_close(ctl.store);
 	moat_stats_free(ctl.stats);
-	for (size_t i = 0; i < nversions; i++)
+	for (size_t i = 0; i < nversions; i++) {
+		forget_changes(&versions[i]);
 		moat_free(versions[i].name);
+	}
 	moat_free(versions);
 	moat_free(ctl.workers);
 	uv_loop_close(ctl.loop);

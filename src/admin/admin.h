@@ -34,6 +34,10 @@ struct moat_admin_env {
 	/* called before `changed` when a tenant's rules or devices changed, so the next
 	 * generation rebuilds only those (may be NULL) */
 	void (*tenant_changed)(void *arg, const char *tenant, unsigned what);
+	/* called before `changed` when one device changed (enrolled, updated, quarantined,
+	 * revoked, renewed, deleted), so the next generation updates just that entry of the
+	 * registry; NULL: tenant_changed(MOAT_ADMIN_CHANGED_DEVICES) is called instead */
+	void (*device_changed)(void *arg, const char *tenant, const char *device);
 	void *arg;
 	int64_t started_at; /* Unix seconds, for health */
 	const char *version;

@@ -63,10 +63,10 @@ static int tx_finish(struct moat_store *s, int rc)
 	return rc;
 }
 
-/* After a commit: the next generation rebuilds this tenant's device registry and revocations. */
-static void devices_changed(struct moat_admin_call *c, const char *tenant)
+/* After a commit: the next generation updates this device in the tenant's registry. */
+static void devices_changed(struct moat_admin_call *c, const char *tenant, const char *id)
 {
-	admin_tenant_changed(c, tenant, MOAT_ADMIN_CHANGED_DEVICES);
+	admin_device_changed(c, tenant, id);
 	admin_changed(c);
 }
 
@@ -440,7 +440,7 @@ void admin_device_enroll(struct moat_admin_call *c)
 		admin_store_error(c, rc);
 		goto out;
 	}
-	devices_changed(c, tenant);
+	devices_changed(c, tenant, d.id);
 	server_ca = server_ca_pem(c, &t);
 	reply_device(c, 201, &d, issued_json(&is, server_ca));
 out:
@@ -595,7 +595,7 @@ static int save_device(struct moat_admin_call *c, struct moat_store_device *d, c
 		admin_store_error(c, rc);
 		return -1;
 	}
-	devices_changed(c, d->tenant);
+	devices_changed(c, d->tenant, d->id);
 	return 0;
 }
 
@@ -708,7 +708,7 @@ void admin_device_renew(struct moat_admin_call *c)
 		admin_store_error(c, rc);
 		goto out;
 	}
-	devices_changed(c, tenant);
+	devices_changed(c, tenant, d.id);
 	server_ca = server_ca_pem(c, &t);
 	reply_device(c, 200, &d, issued_json(&is, server_ca));
 out:
@@ -743,7 +743,7 @@ void admin_device_delete(struct moat_admin_call *c)
 		admin_store_error(c, rc);
 		goto out;
 	}
-	devices_changed(c, d.tenant);
+	devices_changed(c, d.tenant, d.id);
 	admin_no_content(c);
 out:
 	moat_store_device_clear(&d);

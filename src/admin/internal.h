@@ -111,6 +111,9 @@ void admin_changed(struct moat_admin_call *c);
  * before admin_changed, or the next generation keeps the previous rules / registry. */
 void admin_tenant_changed(struct moat_admin_call *c, const char *tenant, unsigned what);
 
+/* After a commit that changed one device: its entry is updated in the next generation. */
+void admin_device_changed(struct moat_admin_call *c, const char *tenant, const char *device);
+
 /* RFC 3339 UTC ("2026-11-23T18:04:00Z") of a Unix time; json null for 0. */
 json_t *admin_time(int64_t t);
 

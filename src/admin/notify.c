@@ -9,3 +9,11 @@ void admin_tenant_changed(struct moat_admin_call *c, const char *tenant, unsigne
 	if (c->ctx->env.tenant_changed != NULL)
 		c->ctx->env.tenant_changed(c->ctx->env.arg, tenant, what);
 }
+
+void admin_device_changed(struct moat_admin_call *c, const char *tenant, const char *device)
+{
+	if (c->ctx->env.device_changed != NULL)
+		c->ctx->env.device_changed(c->ctx->env.arg, tenant, device);
+	else
+		admin_tenant_changed(c, tenant, MOAT_ADMIN_CHANGED_DEVICES);
+}

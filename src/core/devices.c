@@ -221,6 +221,7 @@ void moat_devices_free(struct moat_devices *d)
 		moat_free(e->tags);
 	}
 	moat_free(d->v);
+	moat_free(d->revoked); /* a registry that failed before its arena existed */
 	moat_free(d);
 }
 

@@ -42,6 +42,7 @@ struct moat_devices {
 	unsigned char (*revoked)[32]; /* SHA-256 of revoked certificates, sorted */
 	size_t nrevoked;
 	struct moat_devices_arena *arena; /* registry strings; NULL for a devices file */
+	unsigned patches; /* moat_devices_patch steps since the last full read */
 };
 
 /* Loads a devices file. Errors go through report with file and line. */
@@ -62,6 +63,17 @@ const struct moat_device_entry *moat_devices_entry(const struct moat_devices *d,
  */
 int moat_devices_from_store(struct moat_store *s, const char *tenant, struct moat_stats *stats,
                             struct moat_devices **out) MOAT_WUR;
+
+/*
+ * A registry like `old` with the devices named in `ids` read again from the store (added,
+ * changed, or gone if the store no longer has them) and their revoked certificates added:
+ * what a device change costs, instead of reading a million devices again. `old` stays valid
+ * and unchanged; the new one shares its strings. MOAT_ETOOBIG when a full read is due
+ * instead (after many patches, to compact).
+ */
+int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, const char *tenant,
+                       struct moat_stats *stats, const char *const *ids, size_t nids,
+                       struct moat_devices **out) MOAT_WUR;
 
 /* 1 if the certificate with this SHA-256 is revoked in the registry. */
 int moat_devices_cert_revoked(const struct moat_devices *d, const unsigned char fp[32]);

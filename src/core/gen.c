@@ -277,8 +277,18 @@ static int store_tenant_content(struct moat_tenant *t, struct moat_tenant *old,
 	    old->devices_version == t->devices_version) {
 		t->devices_share = share_ref(old->devices_share);
 	} else {
+		const char *const *ids = NULL;
+		size_t nids = 0;
+
 		t->devices_share = share_new();
-		if (t->devices_share == NULL ||
+		if (t->devices_share == NULL)
+			return -1;
+		/* a few devices changed: patch the previous registry rather than read it whole */
+		if (!(have && old != NULL && old->devices != NULL && src->device_changes != NULL &&
+		      src->device_changes(src->versions_arg, name, old->devices_version, &ids,
+		                          &nids) == 0 &&
+		      moat_devices_patch(old->devices, src->store, name, src->stats, ids, nids,
+		                         &t->devices_share->devices) == MOAT_OK) &&
 		    moat_devices_from_store(src->store, name, src->stats,
 		                            &t->devices_share->devices) != MOAT_OK)
 			return -1;

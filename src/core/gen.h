@@ -91,6 +91,11 @@ struct moat_gen_sources {
 	/* Change counters of a tenant's rules and devices: equal to the previous generation's,
 	 * its compiled rules / registry are reused. NULL: everything is built afresh. */
 	void (*versions)(void *arg, const char *tenant, uint64_t *rules, uint64_t *devices);
+	/* The devices of a tenant changed after its devices version `since`: 0 with their ids
+	 * (valid until the next call), or -1 when not known one by one (then the registry is
+	 * read whole). NULL: always read whole. */
+	int (*device_changes)(void *arg, const char *tenant, uint64_t since,
+	                      const char *const **ids, size_t *n);
 	void *versions_arg;
 };
 

@@ -4,6 +4,7 @@
  * The handshake refuses devices the registry does not list or lists as revoked; the proxies
  * read quarantine and the device.* facts from it per request.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,8 @@
 #include "core/registry.h"
 
 #define BLOCK_SIZE (1u << 20)
+#define PATCH_BLOCK_SIZE 4096
+#define MAX_PATCHES 256 /* then a full read compacts the chain of arenas */
 
 struct block {
 	struct block *next;
@@ -19,21 +22,44 @@ struct block {
 	char mem[];
 };
 
+/* Reference-counted: a patched registry keeps the strings of the one it was made from
+ * through `parent`, and adds its own. */
 struct moat_devices_arena {
+	atomic_uint refs;
+	size_t block_size;
 	struct block *head;
+	struct moat_devices_arena *parent;
 };
+
+static struct moat_devices_arena *arena_new(size_t block_size, struct moat_devices_arena *parent)
+{
+	struct moat_devices_arena *a = moat_calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	atomic_init(&a->refs, 1);
+	a->block_size = block_size;
+	if (parent != NULL) {
+		atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
+		a->parent = parent;
+	}
+	return a;
+}
 
 void moat_devices_arena_free(struct moat_devices_arena *a)
 {
-	if (a == NULL)
-		return;
-	while (a->head != NULL) {
-		struct block *b = a->head;
+	while (a != NULL && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) {
+		struct moat_devices_arena *parent = a->parent;
 
-		a->head = b->next;
-		moat_free(b);
+		while (a->head != NULL) {
+			struct block *b = a->head;
+
+			a->head = b->next;
+			moat_free(b);
+		}
+		moat_free(a);
+		a = parent;
 	}
-	moat_free(a);
 }
 
 static void *arena_alloc(struct moat_devices_arena *a, size_t n, size_t align)
@@ -43,7 +69,7 @@ static void *arena_alloc(struct moat_devices_arena *a, size_t n, size_t align)
 
 	off = b != NULL ? (b->used + align - 1) & ~(align - 1) : 0;
 	if (b == NULL || off + n > b->cap) {
-		size_t cap = n > BLOCK_SIZE ? n : BLOCK_SIZE;
+		size_t cap = n > a->block_size ? n : a->block_size;
 
 		b = moat_malloc(sizeof(*b) + cap);
 		if (b == NULL)
@@ -79,11 +105,15 @@ struct build {
 	const char *tenant;
 };
 
+static int fill_entry(struct moat_device_entry *e, struct moat_devices *d,
+                      const struct moat_store_device *sd, struct moat_stats *stats,
+                      const char *tenant);
+
 static int add_device(void *arg, const struct moat_store_device *sd)
 {
 	struct build *b = arg;
 	struct moat_devices *d = b->d;
-	struct moat_device_entry *e;
+	int rc;
 
 	if (d->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 1024;
@@ -94,7 +124,17 @@ static int add_device(void *arg, const struct moat_store_device *sd)
 		d->v = v;
 		b->cap = cap;
 	}
-	e = &d->v[d->n];
+	rc = fill_entry(&d->v[d->n], d, sd, b->stats, b->tenant);
+	if (rc == 0)
+		d->n++;
+	return rc;
+}
+
+/* One device's entry, its strings in d's arena. */
+static int fill_entry(struct moat_device_entry *e, struct moat_devices *d,
+                      const struct moat_store_device *sd, struct moat_stats *stats,
+                      const char *tenant)
+{
 	memset(e, 0, sizeof(*e));
 	e->id = arena_str(d->arena, sd->id);
 	e->model = arena_str(d->arena, sd->model);
@@ -115,9 +155,8 @@ static int add_device(void *arg, const struct moat_store_device *sd)
 	e->info.firmware = e->firmware;
 	e->info.tags = (const char *const *)e->tags;
 	e->info.ntags = e->ntags;
-	if (b->stats != NULL)
-		e->counters = moat_stats_device(b->stats, b->tenant, sd->id);
-	d->n++;
+	if (stats != NULL)
+		e->counters = moat_stats_device(stats, tenant, sd->id);
 	return 0;
 }
 
@@ -183,7 +222,7 @@ int moat_devices_from_store(struct moat_store *s, const char *tenant, struct moa
 	if (b.d == NULL)
 		return MOAT_ENOMEM;
 	b.d->registry = 1;
-	b.d->arena = moat_calloc(1, sizeof(*b.d->arena));
+	b.d->arena = arena_new(BLOCK_SIZE, NULL);
 	if (b.d->arena == NULL) {
 		moat_free(b.d);
 		return MOAT_ENOMEM;
@@ -223,4 +262,92 @@ const char *moat_devices_refusal(const struct moat_devices *d, const char *id)
 	if (e->state == MOAT_DEVICE_REVOKED)
 		return "device revoked";
 	return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, const char *tenant,
+                       struct moat_stats *stats, const char *const *ids, size_t nids,
+                       struct moat_devices **out)
+{
+	struct build b = {NULL, 0, 0, stats, tenant};
+	const char **sorted = NULL;
+	size_t i = 0, j = 0, k;
+	int rc = MOAT_ENOMEM;
+
+	*out = NULL;
+	if (old == NULL || !old->registry || old->arena == NULL || old->patches >= MAX_PATCHES)
+		return MOAT_ETOOBIG;
+	b.d = moat_calloc(1, sizeof(*b.d));
+	sorted = moat_calloc(nids + 1, sizeof(*sorted));
+	if (b.d == NULL || sorted == NULL)
+		goto fail;
+	b.d->registry = 1;
+	b.d->patches = old->patches + 1;
+	b.d->arena = arena_new(PATCH_BLOCK_SIZE, old->arena);
+	b.cap = old->n + nids;
+	b.d->v = moat_malloc((b.cap + 1) * sizeof(*b.d->v));
+	b.rcap = old->nrevoked;
+	b.d->revoked = old->nrevoked ? moat_malloc(old->nrevoked * 32) : NULL;
+	if (b.d->arena == NULL || b.d->v == NULL || (old->nrevoked && b.d->revoked == NULL))
+		goto fail;
+	if (old->nrevoked > 0)
+		memcpy(b.d->revoked, old->revoked, old->nrevoked * 32);
+	b.d->nrevoked = old->nrevoked;
+	memcpy(sorted, ids, nids * sizeof(*sorted));
+	qsort(sorted, nids, sizeof(*sorted), cmp_str);
+	/* a merge of the old entries (sorted) with the changed ids (sorted): the untouched
+	 * entries are copied as they are, their strings staying in the old arenas */
+	for (k = 0; k < nids; k++) {
+		struct moat_store_device sd;
+		struct moat_store_cert *certs = NULL;
+		size_t ncerts = 0;
+
+		if (k > 0 && strcmp(sorted[k], sorted[k - 1]) == 0)
+			continue;
+		while (i < old->n && strcmp(old->v[i].id, sorted[k]) < 0)
+			b.d->v[j++] = old->v[i++];
+		if (i < old->n && strcmp(old->v[i].id, sorted[k]) == 0)
+			i++; /* replaced, or gone */
+		memset(&sd, 0, sizeof(sd));
+		rc = moat_store_device_get(s, tenant, sorted[k], &sd);
+		if (rc == MOAT_OK) {
+			rc = fill_entry(&b.d->v[j], b.d, &sd, stats, tenant);
+			if (rc == MOAT_OK)
+				j++;
+		} else if (rc == MOAT_ENOTFOUND) {
+			rc = MOAT_OK;
+		}
+		moat_store_device_clear(&sd);
+		if (rc == MOAT_OK)
+			rc = moat_store_cert_list(s, tenant, sorted[k], &certs, &ncerts);
+		for (size_t c = 0; rc == MOAT_OK && c < ncerts; c++)
+			if (certs[c].revoked_at != 0)
+				rc = add_revoked(&b, &certs[c]);
+		moat_store_certs_free(certs, ncerts);
+		if (rc != MOAT_OK)
+			goto fail;
+	}
+	while (i < old->n)
+		b.d->v[j++] = old->v[i++];
+	b.d->n = j;
+	if (b.d->nrevoked > 1) { /* sorted, without the duplicates a re-read may add */
+		size_t w = 1;
+
+		qsort(b.d->revoked, b.d->nrevoked, 32, cmp_fp);
+		for (size_t r = 1; r < b.d->nrevoked; r++)
+			if (memcmp(b.d->revoked[r], b.d->revoked[w - 1], 32) != 0)
+				memmove(b.d->revoked[w++], b.d->revoked[r], 32);
+		b.d->nrevoked = w;
+	}
+	moat_free(sorted);
+	*out = b.d;
+	return MOAT_OK;
+fail:
+	moat_free(sorted);
+	moat_devices_free(b.d);
+	return rc == MOAT_OK ? MOAT_ENOMEM : rc;
 }
