@@ -330,7 +330,6 @@ static int compile_with(struct moat_admin_call *c, const struct moat_store_rule 
 {
 	struct rule_errors x = {json_array(), changed->id, "", 0};
 	struct moat_rules_limits lim;
-	struct moat_ruleset *rs = NULL;
 	struct moat_rule *defs = moat_calloc(n + 1, sizeof(*defs));
 	size_t k = 0;
 	int rc;
@@ -348,10 +347,9 @@ static int compile_with(struct moat_admin_call *c, const struct moat_store_rule 
 	def_from_record(&defs[k++], changed);
 	/* zero limits are the defaults; the body limit only sizes buffers at run time */
 	memset(&lim, 0, sizeof(lim));
-	rc = moat_rules_build(defs, k, scope_of(changed->scope), &lim, collect_error, &x, &rs);
+	rc = moat_rules_check_set(defs, k, scope_of(changed->scope), &lim, collect_error, &x);
 	moat_free(defs);
 	if (rc == MOAT_OK) {
-		moat_ruleset_free(rs);
 		json_decref(x.items);
 		return 0;
 	}

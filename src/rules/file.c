@@ -824,7 +824,7 @@ static void build_error(void *arg, size_t pos, const char *msg)
 	report_at(&L, pos, b->rule_id, msg);
 }
 
-int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+static int build_set(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
                      const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
                      struct moat_ruleset **out)
 {
@@ -833,7 +833,6 @@ int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_sco
 	unsigned errors = 0;
 	int nomem = 0;
 
-	*out = NULL;
 	moat_rules_limits_fill(&l, lim);
 	if (n > l.max_rules) {
 		struct moat_rules_error e = {"<rules>", 1, 1, NULL, "too many rules", ""};
@@ -869,11 +868,26 @@ int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_sco
 			errors++;
 		moat_free(L.lines);
 	}
-	if (errors > 0 || nomem) {
+	if (errors > 0 || nomem || out == NULL) {
 		moat_rules_builder_free(b);
-		return MOAT_EINVAL;
+		return errors > 0 || nomem ? MOAT_EINVAL : MOAT_OK;
 	}
 	return moat_rules_builder_finish(b, out) == MOAT_OK ? MOAT_OK : MOAT_EINVAL;
+}
+
+int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                     const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
+                     struct moat_ruleset **out)
+{
+	*out = NULL;
+	return build_set(defs, n, scope, lim, report, arg, out);
+}
+
+int moat_rules_check_set(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                         const struct moat_rules_limits *lim, moat_rules_report_fn report,
+                         void *arg)
+{
+	return build_set(defs, n, scope, lim, report, arg, NULL);
 }
 
 /* ---- names and messages ------------------------------------------------------------------- */

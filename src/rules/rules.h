@@ -104,6 +104,14 @@ int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_sco
                      const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
                      struct moat_ruleset **out) MOAT_WUR;
 
+/* The checks of moat_rules_build, without building the ruleset: every expression compiles,
+ * the set within the limits. What the admin API runs before saving a rule; the prefilter,
+ * most of a large set's compile time, is built only with the generation (it never refuses a
+ * set: a pattern Hyperscan cannot take is left to PCRE2). */
+int moat_rules_check_set(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                         const struct moat_rules_limits *lim, moat_rules_report_fn report,
+                         void *arg) MOAT_WUR;
+
 /* Compiles one expression alone (validation, tests): errors as above, line 1. */
 int moat_rules_check_expr(const char *expr, enum moat_rules_scope scope,
                           const struct moat_rules_limits *lim, moat_rules_report_fn report,
