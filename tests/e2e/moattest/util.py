@@ -1,16 +1,27 @@
 """Small shared helpers: free ports, polling, command execution with a deadline."""
 
+import collections
 import socket
 import subprocess
 import time
 
 
+_recent_ports = collections.deque(maxlen=512)
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port that nothing listens on right now (bind to 0 and release it)."""
+    """A TCP port that nothing listens on right now (bind to 0 and release it), and not one
+    handed out lately: the kernel may give the same port to two binds in a row, and a moatd
+    needs several distinct ones (listeners, admin API) before it binds any."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _recent_ports:
+            break
+    _recent_ports.append(port)
+    return port
 
 
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
