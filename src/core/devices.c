@@ -157,6 +157,8 @@ int moat_devices_load(const char *path, moat_config_report_fn report, void *arg,
 
 	*out = NULL;
 	ld.d = moat_calloc(1, sizeof(*ld.d));
+	if (ld.d != NULL)
+		atomic_init(&ld.d->refs, 1);
 	if (ld.d == NULL)
 		return MOAT_ENOMEM;
 	ld.f = fopen(path, "r");
@@ -201,8 +203,9 @@ int moat_devices_load(const char *path, moat_config_report_fn report, void *arg,
 
 void moat_devices_free(struct moat_devices *d)
 {
-	if (d == NULL)
+	if (d == NULL || atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	moat_devices_free(d->base);
 	if (d->arena != NULL) {
 		moat_devices_arena_free(d->arena);
 		moat_free(d->v);
@@ -225,13 +228,10 @@ void moat_devices_free(struct moat_devices *d)
 	moat_free(d);
 }
 
-const struct moat_device_entry *moat_devices_entry(const struct moat_devices *d, const char *id)
+static const struct moat_device_entry *search(const struct moat_devices *d, const char *id)
 {
-	size_t lo = 0, hi;
+	size_t lo = 0, hi = d->n;
 
-	if (d == NULL || id == NULL || id[0] == '\0')
-		return NULL;
-	hi = d->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = strcmp(d->v[mid].id, id);
@@ -244,6 +244,18 @@ const struct moat_device_entry *moat_devices_entry(const struct moat_devices *d,
 			hi = mid;
 	}
 	return NULL;
+}
+
+const struct moat_device_entry *moat_devices_entry(const struct moat_devices *d, const char *id)
+{
+	const struct moat_device_entry *e;
+
+	if (d == NULL || id == NULL || id[0] == '\0')
+		return NULL;
+	e = search(d, id);
+	if (e != NULL)
+		return e->gone ? NULL : e;
+	return d->base != NULL ? search(d->base, id) : NULL;
 }
 
 const struct moat_device_info *moat_devices_find(const struct moat_devices *d, const char *id)

@@ -13,6 +13,7 @@
 #ifndef MOAT_CORE_DEVICES_H
 #define MOAT_CORE_DEVICES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "core/common.h"
@@ -29,6 +30,7 @@ struct moat_device_entry {
 	struct moat_device_info info; /* points into the fields above */
 	enum moat_device_state state; /* always active for a devices file */
 	struct moat_counters *counters; /* NULL if not counted */
+	int gone; /* in an overlay: the device was deleted (hides the base's entry) */
 };
 
 struct moat_devices_arena;
@@ -42,7 +44,12 @@ struct moat_devices {
 	unsigned char (*revoked)[32]; /* SHA-256 of revoked certificates, sorted */
 	size_t nrevoked;
 	struct moat_devices_arena *arena; /* registry strings; NULL for a devices file */
-	unsigned patches; /* moat_devices_patch steps since the last full read */
+	unsigned patches; /* merges of overlays since the last full read */
+	atomic_uint refs; /* an overlay holds its base */
+	/* An overlay: v holds only the devices changed since `base` (a full registry) was made;
+	 * a lookup tries v, then the base. A device change then costs the overlay, not a copy of
+	 * a million entries. NULL for a full registry and a devices file. */
+	struct moat_devices *base;
 };
 
 /* Loads a devices file. Errors go through report with file and line. */
@@ -67,9 +74,10 @@ int moat_devices_from_store(struct moat_store *s, const char *tenant, struct moa
 /*
  * A registry like `old` with the devices named in `ids` read again from the store (added,
  * changed, or gone if the store no longer has them) and their revoked certificates added:
- * what a device change costs, instead of reading a million devices again. `old` stays valid
- * and unchanged; the new one shares its strings. MOAT_ETOOBIG when a full read is due
- * instead (after many patches, to compact).
+ * what a device change costs, instead of reading a million devices again. The result is an
+ * overlay on old's full registry (merged into a new full one when the overlay grows past a
+ * few thousand devices). `old` stays valid and unchanged. MOAT_ETOOBIG when a full read is
+ * due instead (after many merges).
  */
 int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, const char *tenant,
                        struct moat_stats *stats, const char *const *ids, size_t nids,

@@ -14,7 +14,8 @@
 
 #define BLOCK_SIZE (1u << 20)
 #define PATCH_BLOCK_SIZE 4096
-#define MAX_PATCHES 256 /* then a full read compacts the chain of arenas */
+#define MAX_PATCHES 64 /* merged overlays; then a full read compacts the chain of arenas */
+#define MAX_OVERLAY 4096 /* changed devices kept beside the base before they are merged */
 
 struct block {
 	struct block *next;
@@ -221,6 +222,7 @@ int moat_devices_from_store(struct moat_store *s, const char *tenant, struct moa
 	b.d = moat_calloc(1, sizeof(*b.d));
 	if (b.d == NULL)
 		return MOAT_ENOMEM;
+	atomic_init(&b.d->refs, 1);
 	b.d->registry = 1;
 	b.d->arena = arena_new(BLOCK_SIZE, NULL);
 	if (b.d->arena == NULL) {
@@ -264,9 +266,130 @@ const char *moat_devices_refusal(const struct moat_devices *d, const char *id)
 	return NULL;
 }
 
+/* The first entry at or after `from` whose id is not below id. */
+static size_t lower_bound(const struct moat_devices *d, size_t from, const char *id)
+{
+	size_t lo = from, hi = d->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(d->v[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A copy of an entry with its strings in d's arena. */
+static int copy_entry(struct moat_device_entry *to, struct moat_devices *d,
+                      const struct moat_device_entry *from)
+{
+	*to = *from;
+	to->id = arena_str(d->arena, from->id);
+	to->model = arena_str(d->arena, from->model);
+	to->firmware = arena_str(d->arena, from->firmware);
+	to->tags = NULL;
+	if (to->id == NULL || (from->model && !to->model) || (from->firmware && !to->firmware))
+		return MOAT_ENOMEM;
+	if (from->ntags > 0) {
+		to->tags = arena_alloc(d->arena, from->ntags * sizeof(char *), sizeof(char *));
+		if (to->tags == NULL)
+			return MOAT_ENOMEM;
+		for (size_t i = 0; i < from->ntags; i++)
+			if ((to->tags[i] = arena_str(d->arena, from->tags[i])) == NULL)
+				return MOAT_ENOMEM;
+	}
+	to->info.model = to->model;
+	to->info.firmware = to->firmware;
+	to->info.tags = (const char *const *)to->tags;
+	return MOAT_OK;
+}
+
+/* The device as the store has it now: an entry, or a "gone" marker. */
+static int fetch_entry(struct moat_device_entry *e, struct build *b, struct moat_store *s,
+                       const char *id)
+{
+	struct moat_store_device sd;
+	int rc;
+
+	memset(&sd, 0, sizeof(sd));
+	rc = moat_store_device_get(s, b->tenant, id, &sd);
+	if (rc == MOAT_OK) {
+		rc = fill_entry(e, b->d, &sd, b->stats, b->tenant);
+	} else if (rc == MOAT_ENOTFOUND) {
+		memset(e, 0, sizeof(*e));
+		e->gone = 1;
+		e->id = arena_str(b->d->arena, id);
+		rc = e->id != NULL ? MOAT_OK : MOAT_ENOMEM;
+	}
+	moat_store_device_clear(&sd);
+	return rc;
+}
+
+static int add_revoked_of(struct build *b, struct moat_store *s, const char *id)
+{
+	struct moat_store_cert *certs = NULL;
+	size_t ncerts = 0;
+	int rc = moat_store_cert_list(s, b->tenant, id, &certs, &ncerts);
+
+	for (size_t c = 0; rc == MOAT_OK && c < ncerts; c++)
+		if (certs[c].revoked_at != 0)
+			rc = add_revoked(b, &certs[c]);
+	moat_store_certs_free(certs, ncerts);
+	return rc;
+}
+
+/* A full registry from a base and its overlay: the overlay's strings are copied into the
+ * new registry's arena, the base's stay in the base's (kept through the arena's parent). */
+static int merge_overlay(const struct moat_devices *o, struct moat_devices **out)
+{
+	const struct moat_devices *base = o->base;
+	struct moat_devices *m = moat_calloc(1, sizeof(*m));
+	size_t i = 0, j = 0;
+
+	*out = NULL;
+	if (m == NULL)
+		return MOAT_ENOMEM;
+	atomic_init(&m->refs, 1);
+	m->registry = 1;
+	m->patches = base->patches + 1;
+	m->arena = arena_new(PATCH_BLOCK_SIZE, base->arena);
+	m->v = moat_malloc((base->n + o->n + 1) * sizeof(*m->v));
+	m->revoked = o->nrevoked ? moat_malloc(o->nrevoked * 32) : NULL;
+	if (m->arena == NULL || m->v == NULL || (o->nrevoked && m->revoked == NULL)) {
+		moat_devices_free(m);
+		return MOAT_ENOMEM;
+	}
+	if (o->nrevoked)
+		memcpy(m->revoked, o->revoked, o->nrevoked * 32);
+	m->nrevoked = o->nrevoked;
+	for (size_t k = 0; k < o->n; k++) {
+		size_t pos = lower_bound(base, i, o->v[k].id);
+
+		memcpy(&m->v[j], &base->v[i], (pos - i) * sizeof(*m->v));
+		j += pos - i;
+		i = pos;
+		if (i < base->n && strcmp(base->v[i].id, o->v[k].id) == 0)
+			i++;
+		if (o->v[k].gone)
+			continue;
+		if (copy_entry(&m->v[j], m, &o->v[k]) != MOAT_OK) {
+			moat_devices_free(m);
+			return MOAT_ENOMEM;
+		}
+		j++;
+	}
+	memcpy(&m->v[j], &base->v[i], (base->n - i) * sizeof(*m->v));
+	m->n = j + base->n - i;
+	*out = m;
+	return MOAT_OK;
 }
 
 int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, const char *tenant,
@@ -274,21 +397,29 @@ int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, con
                        struct moat_devices **out)
 {
 	struct build b = {NULL, 0, 0, stats, tenant};
+	struct moat_devices *base;
+	const struct moat_devices *prev_overlay;
 	const char **sorted = NULL;
-	size_t i = 0, j = 0, k;
+	size_t i = 0, k;
 	int rc = MOAT_ENOMEM;
 
 	*out = NULL;
-	if (old == NULL || !old->registry || old->arena == NULL || old->patches >= MAX_PATCHES)
+	if (old == NULL || !old->registry || old->arena == NULL)
+		return MOAT_ETOOBIG;
+	base = old->base != NULL ? old->base : (struct moat_devices *)old;
+	prev_overlay = old->base != NULL ? old : NULL;
+	if (base->patches >= MAX_PATCHES)
 		return MOAT_ETOOBIG;
 	b.d = moat_calloc(1, sizeof(*b.d));
 	sorted = moat_calloc(nids + 1, sizeof(*sorted));
 	if (b.d == NULL || sorted == NULL)
 		goto fail;
+	atomic_init(&b.d->refs, 1);
 	b.d->registry = 1;
-	b.d->patches = old->patches + 1;
-	b.d->arena = arena_new(PATCH_BLOCK_SIZE, old->arena);
-	b.cap = old->n + nids;
+	atomic_fetch_add_explicit(&base->refs, 1, memory_order_relaxed);
+	b.d->base = base;
+	b.d->arena = arena_new(PATCH_BLOCK_SIZE, NULL);
+	b.cap = (prev_overlay ? prev_overlay->n : 0) + nids;
 	b.d->v = moat_malloc((b.cap + 1) * sizeof(*b.d->v));
 	b.rcap = old->nrevoked;
 	b.d->revoked = old->nrevoked ? moat_malloc(old->nrevoked * 32) : NULL;
@@ -299,41 +430,30 @@ int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, con
 	b.d->nrevoked = old->nrevoked;
 	memcpy(sorted, ids, nids * sizeof(*sorted));
 	qsort(sorted, nids, sizeof(*sorted), cmp_str);
-	/* a merge of the old entries (sorted) with the changed ids (sorted): the untouched
-	 * entries are copied as they are, their strings staying in the old arenas */
-	for (k = 0; k < nids; k++) {
-		struct moat_store_device sd;
-		struct moat_store_cert *certs = NULL;
-		size_t ncerts = 0;
+	/* the new overlay: the previous overlay's entries merged with the changed devices,
+	 * every string copied into the new (small) arena */
+	for (k = 0; k <= nids; k++) {
+		size_t pn = prev_overlay ? prev_overlay->n : 0;
 
-		if (k > 0 && strcmp(sorted[k], sorted[k - 1]) == 0)
+		if (k > 0 && k < nids && strcmp(sorted[k], sorted[k - 1]) == 0)
 			continue;
-		while (i < old->n && strcmp(old->v[i].id, sorted[k]) < 0)
-			b.d->v[j++] = old->v[i++];
-		if (i < old->n && strcmp(old->v[i].id, sorted[k]) == 0)
-			i++; /* replaced, or gone */
-		memset(&sd, 0, sizeof(sd));
-		rc = moat_store_device_get(s, tenant, sorted[k], &sd);
-		if (rc == MOAT_OK) {
-			rc = fill_entry(&b.d->v[j], b.d, &sd, stats, tenant);
-			if (rc == MOAT_OK)
-				j++;
-		} else if (rc == MOAT_ENOTFOUND) {
-			rc = MOAT_OK;
+		while (i < pn && (k == nids || strcmp(prev_overlay->v[i].id, sorted[k]) < 0)) {
+			rc = copy_entry(&b.d->v[b.d->n], b.d, &prev_overlay->v[i++]);
+			if (rc != MOAT_OK)
+				goto fail;
+			b.d->n++;
 		}
-		moat_store_device_clear(&sd);
+		if (k == nids)
+			break;
+		if (i < pn && strcmp(prev_overlay->v[i].id, sorted[k]) == 0)
+			i++; /* read again below */
+		rc = fetch_entry(&b.d->v[b.d->n], &b, s, sorted[k]);
 		if (rc == MOAT_OK)
-			rc = moat_store_cert_list(s, tenant, sorted[k], &certs, &ncerts);
-		for (size_t c = 0; rc == MOAT_OK && c < ncerts; c++)
-			if (certs[c].revoked_at != 0)
-				rc = add_revoked(&b, &certs[c]);
-		moat_store_certs_free(certs, ncerts);
+			rc = add_revoked_of(&b, s, sorted[k]);
 		if (rc != MOAT_OK)
 			goto fail;
+		b.d->n++;
 	}
-	while (i < old->n)
-		b.d->v[j++] = old->v[i++];
-	b.d->n = j;
 	if (b.d->nrevoked > 1) { /* sorted, without the duplicates a re-read may add */
 		size_t w = 1;
 
@@ -344,6 +464,11 @@ int moat_devices_patch(const struct moat_devices *old, struct moat_store *s, con
 		b.d->nrevoked = w;
 	}
 	moat_free(sorted);
+	if (b.d->n > MAX_OVERLAY) { /* lookups would pay for it: fold it into a new base */
+		rc = merge_overlay(b.d, out);
+		moat_devices_free(b.d);
+		return rc;
+	}
 	*out = b.d;
 	return MOAT_OK;
 fail:

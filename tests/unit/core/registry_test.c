@@ -88,19 +88,38 @@ static void set_state(const char *id, enum moat_device_state state)
 	moat_store_device_clear(&d);
 }
 
-/* The same devices, facts and revocations in both. */
-static void assert_same(const struct moat_devices *a, const struct moat_devices *b)
+/* Every id a registry shows (a full one, or an overlay on its base). */
+static size_t visible(const struct moat_devices *d)
 {
-	assert_int_equal(a->n, b->n);
-	for (size_t i = 0; i < a->n; i++) {
-		assert_string_equal(a->v[i].id, b->v[i].id);
-		assert_int_equal(a->v[i].state, b->v[i].state);
-		assert_string_equal(a->v[i].model, b->v[i].model);
-		assert_int_equal(a->v[i].ntags, b->v[i].ntags);
-		assert_ptr_equal(a->v[i].counters, b->v[i].counters); /* one object per device */
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->n; i++)
+		n += moat_devices_entry(d, d->v[i].id) == &d->v[i];
+	if (d->base != NULL)
+		for (size_t i = 0; i < d->base->n; i++)
+			n += moat_devices_entry(d, d->base->v[i].id) == &d->base->v[i];
+	return n;
+}
+
+/* `got` shows the same devices, facts and revocations as `full`, a registry read whole. */
+static void assert_same(const struct moat_devices *got, const struct moat_devices *full)
+{
+	assert_null(full->base);
+	assert_int_equal(visible(got), full->n);
+	for (size_t i = 0; i < full->n; i++) {
+		const struct moat_device_entry *e = moat_devices_entry(got, full->v[i].id);
+
+		assert_non_null(e);
+		assert_int_equal(e->state, full->v[i].state);
+		assert_string_equal(e->model, full->v[i].model);
+		assert_string_equal(e->firmware, full->v[i].firmware);
+		assert_int_equal(e->ntags, full->v[i].ntags);
+		for (size_t t = 0; t < e->ntags; t++)
+			assert_string_equal(e->tags[t], full->v[i].tags[t]);
+		assert_ptr_equal(e->counters, full->v[i].counters); /* one object per device */
 	}
-	assert_int_equal(a->nrevoked, b->nrevoked);
-	assert_memory_equal(a->revoked, b->revoked, a->nrevoked * 32);
+	assert_int_equal(got->nrevoked, full->nrevoked);
+	assert_memory_equal(got->revoked, full->revoked, got->nrevoked * 32);
 }
 
 static const char FP_B[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -133,7 +152,7 @@ static void test_patch_equals_full_read(void **state)
 	assert_int_equal(moat_devices_patch(base, st, "acme", stats, ids, 5, &patched), MOAT_OK);
 	assert_int_equal(moat_devices_from_store(st, "acme", stats, &full), MOAT_OK);
 	assert_same(patched, full);
-	assert_int_equal(patched->n, 3);
+	assert_non_null(patched->base); /* an overlay: four entries, not a copy of them all */
 	assert_int_equal(moat_devices_entry(patched, "b")->state, MOAT_DEVICE_QUARANTINED);
 	assert_null(moat_devices_entry(patched, "c"));
 	assert_string_equal(moat_devices_refusal(patched, "c"), "unknown device");
@@ -158,24 +177,53 @@ static void test_patch_equals_full_read(void **state)
 	moat_devices_free(full);
 }
 
-static void test_patches_end_in_a_full_read(void **state)
+/* More changed devices than an overlay keeps: merged into a new full registry. */
+static void test_big_overlay_is_merged(void **state)
 {
-	struct moat_devices *d, *next;
-	const char *ids[] = {"b"};
-	int i;
+	struct moat_devices *base, *merged, *full;
+	static char ids_buf[5000][16];
+	const char *ids[5000];
 
 	(void)state;
-	assert_int_equal(moat_devices_from_store(st, "acme", stats, &d), MOAT_OK);
-	for (i = 0; i < 1000; i++) {
-		int rc = moat_devices_patch(d, st, "acme", stats, ids, 1, &next);
+	assert_int_equal(moat_devices_from_store(st, "acme", stats, &base), MOAT_OK);
+	assert_int_equal(moat_store_begin(st), MOAT_OK);
+	for (int i = 0; i < 5000; i++) {
+		char fp[65];
 
-		if (rc == MOAT_ETOOBIG)
-			break; /* the chain of arenas is long enough: the caller reads whole */
-		assert_int_equal(rc, MOAT_OK);
-		moat_devices_free(d);
-		d = next;
+		snprintf(ids_buf[i], sizeof(ids_buf[i]), "m%04d", i);
+		snprintf(fp, sizeof(fp), "%064x", i + 1);
+		add_device(ids_buf[i], "cam-m", fp);
+		ids[i] = ids_buf[i];
 	}
-	assert_true(i > 10 && i < 1000);
+	assert_int_equal(moat_store_commit(st), MOAT_OK);
+	assert_int_equal(moat_devices_patch(base, st, "acme", stats, ids, 5000, &merged), MOAT_OK);
+	assert_null(merged->base);
+	moat_devices_free(base); /* the merged one keeps the strings it shares */
+	assert_int_equal(moat_devices_from_store(st, "acme", stats, &full), MOAT_OK);
+	assert_same(merged, full);
+	moat_devices_free(merged);
+	moat_devices_free(full);
+}
+
+/* A device changed again and again: the overlay holds it once, over the same base. */
+static void test_overlay_stays_small(void **state)
+{
+	struct moat_devices *base, *d, *next;
+	const char *ids[] = {"b"};
+
+	(void)state;
+	assert_int_equal(moat_devices_from_store(st, "acme", stats, &base), MOAT_OK);
+	d = base;
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(moat_devices_patch(d, st, "acme", stats, ids, 1, &next), MOAT_OK);
+		if (d != base)
+			moat_devices_free(d);
+		d = next;
+		assert_int_equal(d->n, 1);
+		assert_ptr_equal(d->base, base);
+	}
+	moat_devices_free(base);
+	assert_non_null(moat_devices_entry(d, "d")); /* the base lives on in the overlay */
 	moat_devices_free(d);
 }
 
@@ -183,7 +231,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_patch_equals_full_read),
-	        cmocka_unit_test(test_patches_end_in_a_full_read),
+	        cmocka_unit_test(test_big_overlay_is_merged),
+	        cmocka_unit_test(test_overlay_stays_small),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
