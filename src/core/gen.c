@@ -172,8 +172,8 @@ static int rule_action(const char *s, enum moat_rule_action *a)
 
 /* Compiles the store's rules of one scope for a tenant; *out NULL if it has none. */
 static int store_rules(struct moat_store *st, const char *tenant, const char *scope_name,
-                       enum moat_rules_scope scope, const struct moat_rules_limits *lim,
-                       struct rules_report *rr, struct moat_ruleset **out)
+                       enum moat_rules_scope scope, const struct moat_rules_limits *lim, int fast,
+                       int *was_fast, struct rules_report *rr, struct moat_ruleset **out)
 {
 	struct moat_store_rule *v = NULL;
 	struct moat_rule *defs;
@@ -210,7 +210,13 @@ static int store_rules(struct moat_store *st, const char *tenant, const char *sc
 		d->line = (unsigned)(i + 1);
 		k++;
 	}
-	rc = k == 0 ? MOAT_OK : moat_rules_build(defs, k, scope, lim, rules_error, rr, out);
+	fast = fast && k > MOAT_GEN_FAST_RULES;
+	if (fast)
+		*was_fast = 1;
+	rc = k == 0 ? MOAT_OK
+	            : moat_rules_build_flags(defs, k, scope, lim,
+	                                     fast ? MOAT_RULES_BUILD_NO_PREFILTER : 0, rules_error,
+	                                     rr, out);
 	moat_free(defs);
 	moat_store_rules_free(v, n);
 	return rc;
@@ -220,6 +226,7 @@ struct moat_gen_share {
 	atomic_uint refs;
 	struct moat_ruleset *rules, *tcp_rules;
 	struct moat_devices *devices;
+	int fast; /* rules built without their prefilter, to be completed */
 };
 
 static struct moat_gen_share *share_new(void)
@@ -258,15 +265,16 @@ static int store_tenant_content(struct moat_tenant *t, struct moat_tenant *old,
 	if (have)
 		src->versions(src->versions_arg, name, &t->rules_version, &t->devices_version);
 	if (have && old != NULL && old->rules_share != NULL &&
-	    old->rules_version == t->rules_version) {
+	    old->rules_version == t->rules_version &&
+	    (!old->rules_share->fast || src->fast_rules)) {
 		t->rules_share = share_ref(old->rules_share);
 	} else {
 		t->rules_share = share_new();
 		if (t->rules_share == NULL ||
-		    store_rules(src->store, name, "http", MOAT_RULES_HTTP, lim, rr,
-		                &t->rules_share->rules) != MOAT_OK ||
-		    store_rules(src->store, name, "tcp", MOAT_RULES_TCP, lim, rr,
-		                &t->rules_share->tcp_rules) != MOAT_OK)
+		    store_rules(src->store, name, "http", MOAT_RULES_HTTP, lim, src->fast_rules,
+		                &t->rules_share->fast, rr, &t->rules_share->rules) != MOAT_OK ||
+		    store_rules(src->store, name, "tcp", MOAT_RULES_TCP, lim, src->fast_rules,
+		                &t->rules_share->fast, rr, &t->rules_share->tcp_rules) != MOAT_OK)
 			return -1;
 		if (old != NULL) {
 			carry_counters(t->rules_share->rules, old->rules);
@@ -296,6 +304,8 @@ static int store_tenant_content(struct moat_tenant *t, struct moat_tenant *old,
 	t->rules = t->rules_share->rules;
 	t->tcp_rules = t->rules_share->tcp_rules;
 	t->devices = t->devices_share->devices;
+	if (t->rules_share->fast)
+		t->gen->fast_rules = 1;
 	return 0;
 }
 

@@ -82,7 +82,10 @@ struct moat_gen {
 	size_t nstore_tenants;
 	struct moat_listener *listeners;
 	size_t nlisteners;
+	int fast_rules; /* some rule set was built without its prefilter: build again soon */
 };
+
+#define MOAT_GEN_FAST_RULES 200
 
 /* Where tenants and counters come from besides the config file; any field may be NULL. */
 struct moat_gen_sources {
@@ -97,6 +100,10 @@ struct moat_gen_sources {
 	int (*device_changes)(void *arg, const char *tenant, uint64_t since,
 	                      const char *const **ids, size_t *n);
 	void *versions_arg;
+	/* 1: a store tenant's changed rule set of more than MOAT_GEN_FAST_RULES rules is built
+	 * without its prefilter (ready in milliseconds instead of seconds) and the generation
+	 * says so in fast_rules; a build with 0 then completes those sets. */
+	int fast_rules;
 };
 
 /*

@@ -43,6 +43,7 @@ struct moat_rules_builder {
 	struct vec nodes, kids, slots, strs, vers, sets, regexes, pats, rules, roots;
 	struct moat_rules_diag *d;
 	int nomem;
+	int no_prefilter; /* every pattern evaluated directly: a quick build */
 };
 
 static void *vec_push(struct moat_rules_builder *b, struct vec *v, size_t size)
@@ -835,6 +836,15 @@ static int build_prefilter(struct moat_rules_builder *b)
 
 	if (b->pats.n == 0)
 		return MOAT_OK;
+	if (b->no_prefilter) {
+		/* no database: every pattern keeps bit NONE, so its node is evaluated directly */
+		for (i = 0; i < b->nodes.n; i++)
+			if (NODE(b, i)->pat != MOAT_RULES_NONE) {
+				NODE(b, i)->pat = MOAT_RULES_NONE;
+				NODE(b, i)->pslot = MOAT_RULES_NONE;
+			}
+		return MOAT_OK;
+	}
 	count = moat_calloc(b->slots.n, sizeof(*count));
 	tmp = moat_calloc(b->pats.n, sizeof(*tmp));
 	which = moat_calloc(b->pats.n, sizeof(*which));
@@ -1014,6 +1024,11 @@ out:
 		(b)->rs->field = (type *)(b)->vecname.p;                                           \
 		(b)->vecname.p = NULL;                                                             \
 	} while (0)
+
+void moat_rules_builder_no_prefilter(struct moat_rules_builder *b)
+{
+	b->no_prefilter = 1;
+}
 
 int moat_rules_builder_finish(struct moat_rules_builder *b, struct moat_ruleset **out)
 {

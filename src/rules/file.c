@@ -825,8 +825,8 @@ static void build_error(void *arg, size_t pos, const char *msg)
 }
 
 static int build_set(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
-                     const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
-                     struct moat_ruleset **out)
+                     const struct moat_rules_limits *lim, unsigned flags,
+                     moat_rules_report_fn report, void *arg, struct moat_ruleset **out)
 {
 	struct moat_rules_limits l;
 	struct moat_rules_builder *b;
@@ -844,6 +844,8 @@ static int build_set(const struct moat_rule *defs, size_t n, enum moat_rules_sco
 	b = moat_rules_builder_new(scope, &l);
 	if (b == NULL)
 		return MOAT_EINVAL;
+	if (flags & MOAT_RULES_BUILD_NO_PREFILTER)
+		moat_rules_builder_no_prefilter(b);
 	for (size_t i = 0; i < n && !nomem; i++) {
 		const char *expr = defs[i].expr != NULL ? defs[i].expr : "";
 		struct build_ctx bc = {{expr, strlen(expr), NULL, 0, report, arg}, defs[i].id};
@@ -880,14 +882,22 @@ int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_sco
                      struct moat_ruleset **out)
 {
 	*out = NULL;
-	return build_set(defs, n, scope, lim, report, arg, out);
+	return build_set(defs, n, scope, lim, 0, report, arg, out);
+}
+
+int moat_rules_build_flags(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                           const struct moat_rules_limits *lim, unsigned flags,
+                           moat_rules_report_fn report, void *arg, struct moat_ruleset **out)
+{
+	*out = NULL;
+	return build_set(defs, n, scope, lim, flags, report, arg, out);
 }
 
 int moat_rules_check_set(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
                          const struct moat_rules_limits *lim, moat_rules_report_fn report,
                          void *arg)
 {
-	return build_set(defs, n, scope, lim, report, arg, NULL);
+	return build_set(defs, n, scope, lim, 0, report, arg, NULL);
 }
 
 /* ---- names and messages ------------------------------------------------------------------- */

@@ -474,6 +474,8 @@ int moat_rules_builder_expr(struct moat_rules_builder *b, const char *expr, size
 /* Adds a rule (its strings are copied) whose expression compiled to root. */
 int moat_rules_builder_rule(struct moat_rules_builder *b, const struct moat_rule *r,
                             uint32_t root) MOAT_WUR;
+/* The ruleset will have no prefilter: same results, built in a fraction of the time. */
+void moat_rules_builder_no_prefilter(struct moat_rules_builder *b);
 /* Builds the prefilter and the final ruleset; frees the builder in every case. */
 int moat_rules_builder_finish(struct moat_rules_builder *b, struct moat_ruleset **out) MOAT_WUR;
 void moat_rules_builder_free(struct moat_rules_builder *b);

@@ -104,6 +104,16 @@ int moat_rules_build(const struct moat_rule *defs, size_t n, enum moat_rules_sco
                      const struct moat_rules_limits *lim, moat_rules_report_fn report, void *arg,
                      struct moat_ruleset **out) MOAT_WUR;
 
+/* moat_rules_build with options: MOAT_RULES_BUILD_NO_PREFILTER builds no Hyperscan database
+ * (every test evaluated on its own: the same results, slower per request, but the set is
+ * ready at once: what moatd publishes first when a large set changed, until the complete
+ * one is compiled). */
+#define MOAT_RULES_BUILD_NO_PREFILTER 1u
+int moat_rules_build_flags(const struct moat_rule *defs, size_t n, enum moat_rules_scope scope,
+                           const struct moat_rules_limits *lim, unsigned flags,
+                           moat_rules_report_fn report, void *arg,
+                           struct moat_ruleset **out) MOAT_WUR;
+
 /* The checks of moat_rules_build, without building the ruleset: every expression compiles,
  * the set within the limits. What the admin API runs before saving a rule; the prefilter,
  * most of a large set's compile time, is built only with the generation (it never refuses a
