@@ -52,7 +52,6 @@ struct control {
 	struct moat_admin_ctx *admin;
 	struct moat_admin_server *admin_server;
 	uv_timer_t rebuild_timer; /* coalesces store changes into one new generation */
-	uv_timer_t complete_timer; /* builds the rule sets a quick generation left partial */
 };
 
 static struct control ctl;
@@ -142,6 +141,123 @@ static void publish(struct moat_gen *g)
 }
 
 /* The store changed (the admin API): the same config file, the store read again. */
+/* Large rule sets a generation published without their prefilter are compiled whole on
+ * libuv's thread pool, so neither the workers nor the admin API wait for Hyperscan; when one
+ * is ready (and its rules have not changed since), a new generation takes it. */
+struct rules_job {
+	uv_work_t req;
+	char *tenant;
+	uint64_t version;
+	struct moat_store_rule *recs;
+	size_t n;
+	struct moat_rules_limits lim;
+	struct moat_ruleset *http, *tcp;
+	int rc;
+	struct rules_job *next; /* running, or done and waiting to be taken */
+	int done;
+};
+
+static struct rules_job *rules_jobs;
+
+static void rules_job_free(struct rules_job *j)
+{
+	moat_ruleset_free(j->http);
+	moat_ruleset_free(j->tcp);
+	moat_store_rules_free(j->recs, j->n);
+	moat_free(j->tenant);
+	moat_free(j);
+}
+
+static void rules_job_work(uv_work_t *req)
+{
+	struct rules_job *j = req->data;
+
+	j->rc = moat_gen_compile_rules(j->recs, j->n, &j->lim, &j->http, &j->tcp);
+}
+
+static void rebuild_cb(uv_timer_t *timer);
+
+static void rules_job_done(uv_work_t *req, int status)
+{
+	struct rules_job *j = req->data;
+
+	j->done = 1;
+	if (status != 0 || j->rc != MOAT_OK) {
+		moat_log_error("tenant %s: compiling its rules whole failed; they stay without "
+		               "their prefilter until the next change",
+		               j->tenant);
+		return;
+	}
+	if (!ctl.draining && !uv_is_active((uv_handle_t *)&ctl.rebuild_timer))
+		uv_timer_start(&ctl.rebuild_timer, rebuild_cb, 0, 0);
+}
+
+static int take_complete(void *arg, const char *tenant, uint64_t version,
+                         struct moat_ruleset **http, struct moat_ruleset **tcp)
+{
+	(void)arg;
+	for (struct rules_job *j = rules_jobs; j != NULL; j = j->next)
+		if (j->done && j->rc == MOAT_OK && j->version == version &&
+		    strcmp(j->tenant, tenant) == 0 && (j->http != NULL || j->tcp != NULL)) {
+			*http = j->http;
+			*tcp = j->tcp;
+			j->http = j->tcp = NULL;
+			return 0;
+		}
+	return -1;
+}
+
+/* Drops finished jobs (taken or outdated) and starts one for each partial set of g. */
+static void complete_rules(struct moat_gen *g)
+{
+	struct rules_job **p = &rules_jobs;
+
+	while (*p != NULL) {
+		struct rules_job *j = *p;
+
+		const struct moat_tenant *t = moat_gen_tenant_by_name(g, j->tenant);
+		int wanted =
+		        t != NULL && moat_tenant_rules_partial(t) && t->rules_version == j->version;
+
+		/* taken, failed, or made for rules that changed again since */
+		if (j->done && (!wanted || (j->http == NULL && j->tcp == NULL))) {
+			*p = j->next;
+			rules_job_free(j);
+		} else {
+			p = &j->next;
+		}
+	}
+	for (size_t i = 0; i < g->ntenants; i++) {
+		const struct moat_tenant *t = &g->tenants[i];
+		struct rules_job *j;
+		int running = 0;
+
+		if (!moat_tenant_rules_partial(t))
+			continue;
+		for (j = rules_jobs; j != NULL; j = j->next)
+			running |= j->version == t->rules_version &&
+			           strcmp(j->tenant, t->cfg->name) == 0;
+		if (running)
+			continue;
+		j = moat_calloc(1, sizeof(*j));
+		if (j == NULL || (j->tenant = moat_strdup(t->cfg->name)) == NULL ||
+		    moat_store_rule_list(ctl.store, t->cfg->name, &j->recs, &j->n) != MOAT_OK) {
+			if (j != NULL)
+				rules_job_free(j);
+			continue;
+		}
+		j->version = t->rules_version;
+		j->lim.body_limit = g->cfg->rules_body_limit;
+		j->req.data = j;
+		if (uv_queue_work(ctl.loop, &j->req, rules_job_work, rules_job_done) != 0) {
+			rules_job_free(j);
+			continue;
+		}
+		j->next = rules_jobs;
+		rules_jobs = j;
+	}
+}
+
 static void rebuild_cb(uv_timer_t *timer)
 {
 	struct moat_gen *g = NULL;
@@ -152,9 +268,10 @@ static void rebuild_cb(uv_timer_t *timer)
 	if (ctl.draining)
 		return;
 	/* A change is enforced first with large rule sets built without their prefilter (in
-	 * milliseconds); the 0 ms timer that follows builds them whole (seconds for a thousand
-	 * rules), and the generation after it is as fast per request as ever. */
-	src.fast_rules = timer == &ctl.rebuild_timer;
+	 * milliseconds); the thread pool compiles them whole (seconds for a thousand rules), and
+	 * the generation that takes them is as fast per request as ever. */
+	(void)timer;
+	src.fast_rules = 1;
 	moat_config_ref(ctl.cfg);
 	if (moat_gen_build(ctl.cfg, ctl.ticket_secret, &src, report_log, &errors, &g) != MOAT_OK) {
 		moat_log_error("the store's changes are not applied: %u error%s building the new "
@@ -166,8 +283,7 @@ static void rebuild_cb(uv_timer_t *timer)
 	moat_log_info("store changes applied: generation %llu (built in %.1f ms)%s",
 	              (unsigned long long)g->id, (double)(uv_hrtime() - t0) / 1e6,
 	              g->fast_rules ? "; completing large rule sets" : "");
-	if (g->fast_rules)
-		uv_timer_start(&ctl.complete_timer, rebuild_cb, 0, 0);
+	complete_rules(g);
 }
 
 /* Change counters of each store tenant's rules and devices (the generation reuses what did
@@ -428,6 +544,7 @@ static int open_store(const struct moat_config *cfg)
 	ctl.sources.stats = ctl.stats;
 	ctl.sources.versions = tenant_versions;
 	ctl.sources.device_changes = device_changes;
+	ctl.sources.take_complete = take_complete;
 	return 0;
 }
 
@@ -664,7 +781,6 @@ int main(int argc, char **argv)
 	uv_async_init(ctl.loop, &ctl.worker_exit, worker_exit_cb);
 	uv_timer_init(ctl.loop, &ctl.drain_timer);
 	uv_timer_init(ctl.loop, &ctl.rebuild_timer);
-	uv_timer_init(ctl.loop, &ctl.complete_timer);
 	uv_signal_init(ctl.loop, &ctl.sighup);
 	uv_signal_init(ctl.loop, &ctl.sigterm);
 	uv_signal_init(ctl.loop, &ctl.sigint);
@@ -700,6 +816,12 @@ int main(int argc, char **argv)
 	moat_config_free(ctl.cfg);
 	moat_admin_ctx_free(ctl.admin);
 	moat_store_close(ctl.store);
+	while (rules_jobs != NULL) { /* the loop ran until every job was done */
+		struct rules_job *j = rules_jobs;
+
+		rules_jobs = j->next;
+		rules_job_free(j);
+	}
 	moat_stats_free(ctl.stats);
 	for (size_t i = 0; i < nversions; i++) {
 		forget_changes(&versions[i]);

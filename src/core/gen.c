@@ -171,24 +171,21 @@ static int rule_action(const char *s, enum moat_rule_action *a)
 }
 
 /* Compiles the store's rules of one scope for a tenant; *out NULL if it has none. */
-static int store_rules(struct moat_store *st, const char *tenant, const char *scope_name,
-                       enum moat_rules_scope scope, const struct moat_rules_limits *lim, int fast,
-                       int *was_fast, struct rules_report *rr, struct moat_ruleset **out)
+/* One scope of a tenant's rule records, compiled (quick: without the prefilter, and only for a
+ * set large enough to need it); *out NULL if the scope has no rule. */
+static int compile_records(const struct moat_store_rule *v, size_t n, const char *scope_name,
+                           enum moat_rules_scope scope, const struct moat_rules_limits *lim,
+                           int fast, int *was_fast, moat_rules_report_fn report, void *arg,
+                           struct moat_ruleset **out)
 {
-	struct moat_store_rule *v = NULL;
 	struct moat_rule *defs;
-	size_t n = 0, k = 0;
+	size_t k = 0;
 	int rc;
 
 	*out = NULL;
-	rc = moat_store_rule_list(st, tenant, &v, &n);
-	if (rc != MOAT_OK)
-		return rc;
 	defs = moat_calloc(n + 1, sizeof(*defs));
-	if (defs == NULL) {
-		moat_store_rules_free(v, n);
+	if (defs == NULL)
 		return MOAT_ENOMEM;
-	}
 	for (size_t i = 0; i < n; i++) {
 		struct moat_rule *d = &defs[k];
 
@@ -215,9 +212,42 @@ static int store_rules(struct moat_store *st, const char *tenant, const char *sc
 		*was_fast = 1;
 	rc = k == 0 ? MOAT_OK
 	            : moat_rules_build_flags(defs, k, scope, lim,
-	                                     fast ? MOAT_RULES_BUILD_NO_PREFILTER : 0, rules_error,
-	                                     rr, out);
+	                                     fast ? MOAT_RULES_BUILD_NO_PREFILTER : 0, report, arg,
+	                                     out);
 	moat_free(defs);
+	return rc;
+}
+
+int moat_gen_compile_rules(const struct moat_store_rule *v, size_t n,
+                           const struct moat_rules_limits *lim, struct moat_ruleset **http,
+                           struct moat_ruleset **tcp)
+{
+	int unused = 0;
+	int rc = compile_records(v, n, "http", MOAT_RULES_HTTP, lim, 0, &unused, NULL, NULL, http);
+
+	*tcp = NULL;
+	if (rc == MOAT_OK)
+		rc = compile_records(v, n, "tcp", MOAT_RULES_TCP, lim, 0, &unused, NULL, NULL, tcp);
+	if (rc != MOAT_OK) {
+		moat_ruleset_free(*http);
+		*http = NULL;
+	}
+	return rc;
+}
+
+/* The store's rules of one scope for a tenant. */
+static int store_rules(struct moat_store *st, const char *tenant, const char *scope_name,
+                       enum moat_rules_scope scope, const struct moat_rules_limits *lim, int fast,
+                       int *was_fast, struct rules_report *rr, struct moat_ruleset **out)
+{
+	struct moat_store_rule *v = NULL;
+	size_t n = 0;
+	int rc = moat_store_rule_list(st, tenant, &v, &n);
+
+	*out = NULL;
+	if (rc != MOAT_OK)
+		return rc;
+	rc = compile_records(v, n, scope_name, scope, lim, fast, was_fast, rules_error, rr, out);
 	moat_store_rules_free(v, n);
 	return rc;
 }
@@ -264,11 +294,20 @@ static int store_tenant_content(struct moat_tenant *t, struct moat_tenant *old,
 
 	if (have)
 		src->versions(src->versions_arg, name, &t->rules_version, &t->devices_version);
-	if (have && old != NULL && old->rules_share != NULL &&
-	    old->rules_version == t->rules_version &&
-	    (!old->rules_share->fast || src->fast_rules)) {
+	if (have && old != NULL && old->rules_share != NULL && old->rules_share->fast &&
+	    old->rules_version == t->rules_version && src->take_complete != NULL &&
+	    (t->rules_share = share_new()) != NULL &&
+	    src->take_complete(src->versions_arg, name, t->rules_version, &t->rules_share->rules,
+	                       &t->rules_share->tcp_rules) == 0) {
+		/* the quick set of the previous generation, now compiled whole on another thread */
+		carry_counters(t->rules_share->rules, old->rules);
+		carry_counters(t->rules_share->tcp_rules, old->tcp_rules);
+	} else if (have && old != NULL && old->rules_share != NULL &&
+	           old->rules_version == t->rules_version) {
+		share_release(t->rules_share);
 		t->rules_share = share_ref(old->rules_share);
 	} else {
+		share_release(t->rules_share);
 		t->rules_share = share_new();
 		if (t->rules_share == NULL ||
 		    store_rules(src->store, name, "http", MOAT_RULES_HTTP, lim, src->fast_rules,
@@ -872,6 +911,11 @@ const char *moat_tenant_refusal(const struct moat_tenant *t, X509 *cert, const c
 	if (cert != NULL && moat_tenant_cert_revoked(t, cert))
 		return "certificate revoked";
 	return moat_devices_refusal(t->devices, device_id);
+}
+
+int moat_tenant_rules_partial(const struct moat_tenant *t)
+{
+	return t->rules_share != NULL && t->rules_share->fast;
 }
 
 int moat_tenant_quarantine_allows(const struct moat_tenant *t, const char *path, size_t len)

@@ -102,8 +102,12 @@ struct moat_gen_sources {
 	void *versions_arg;
 	/* 1: a store tenant's changed rule set of more than MOAT_GEN_FAST_RULES rules is built
 	 * without its prefilter (ready in milliseconds instead of seconds) and the generation
-	 * says so in fast_rules; a build with 0 then completes those sets. */
+	 * says so in fast_rules; the complete sets, compiled elsewhere (moat_gen_compile_rules),
+	 * come back through take_complete: 0 and the rulesets (ownership passes) if they are
+	 * ready for this rules version, -1 if not. */
 	int fast_rules;
+	int (*take_complete)(void *arg, const char *tenant, uint64_t rules_version,
+	                     struct moat_ruleset **http, struct moat_ruleset **tcp);
 };
 
 /*
@@ -148,6 +152,15 @@ const struct moat_device_entry *moat_tenant_device(const struct moat_tenant *t, 
  * be NULL (no certificate: nothing to check here).
  */
 const char *moat_tenant_refusal(const struct moat_tenant *t, X509 *cert, const char *device_id);
+
+/* 1 if the tenant's rules were built without their prefilter and wait to be completed. */
+int moat_tenant_rules_partial(const struct moat_tenant *t);
+
+/* Compiles a tenant's rule records whole (both scopes) — any thread: moatd runs it on libuv's
+ * thread pool for the sets a generation published partial. */
+int moat_gen_compile_rules(const struct moat_store_rule *v, size_t n,
+                           const struct moat_rules_limits *lim, struct moat_ruleset **http,
+                           struct moat_ruleset **tcp) MOAT_WUR;
 
 /* 1 if a quarantined device may still reach this path (the tenant's quarantine_allow). */
 int moat_tenant_quarantine_allows(const struct moat_tenant *t, const char *path, size_t len);

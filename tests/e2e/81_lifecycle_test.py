@@ -562,6 +562,41 @@ def test_rule_changes_apply_to_an_open_connection(moatd, origin, tmp_path):
         assert c.get("/last").status == 200
 
 
+@pytest.mark.deadline(120)
+def test_a_change_to_a_large_rule_set_applies_at_once_then_completes(moatd, origin, tmp_path):
+    """Past 200 rules a change is published first without the Hyperscan prefilter (at once),
+    then with the set compiled whole on another thread; both decide the same, and the hit
+    counters carry over."""
+    m = start(moatd)
+    add_tenant(m, origin.url)
+    dev = enroll(m, tmp_path, "cam-1")
+    for i in range(210):
+        m.api.ok("POST", "/tenants/acme/rules",
+                 {"id": f"bulk-{i}", "name": f"bulk {i}",
+                  "expr": f'http.request.uri.path contains "/bulk-{i}/" or '
+                          f'http.request.uri.query matches "x{i}=[0-9]+"'},
+                 status=201)
+    with dev.conn(m) as c:
+        assert c.get("/large").status == 200
+        start_line = len(m.log_lines())
+        ctl_ok(m, "rule", "add", "acme", "--name", "block-large", "--expr",
+               'http.request.uri.path eq "/large"')
+        took = get_until(c, "/large", blocked_by("block-large"))
+        assert took < 1.0, f"the rule applied to the open connection after {took:.2f}s"
+        m.wait_log(r"store changes applied: generation \d+ .*completing large rule sets",
+                   timeout=5, start=start_line)
+        # the complete set follows: a generation without the note
+        m.wait_log(r"store changes applied: generation \d+ \(built in [0-9.]+ ms\)$",
+                   timeout=30, start=start_line)
+        assert blocked_by("block-large")(c.get("/large"))
+        assert blocked_by("bulk-7")(c.get("/bulk-7/x"))
+        assert blocked_by("bulk-9")(c.get("/q?x9=12"))
+        assert c.get("/bulk-7").status == 200
+        assert c.get("/q?x9=ab").status == 200
+    hits = m.api.ok("GET", "/tenants/acme/rules/block-large/stats")["hits"]
+    assert hits["enforce"] >= 2, hits  # counted before and after the complete set
+
+
 def test_rule_hits_are_counted_in_dry_run(moatd, origin, tmp_path):
     m = start(moatd)
     add_tenant(m, origin.url)
