@@ -102,6 +102,16 @@ void moat_buf_consume(struct moat_buf *b, size_t n)
 		b->start = b->end = 0;
 }
 
+int moat_buf_rewind(struct moat_buf *b, size_t n)
+{
+	/* consumed whole, the buffer restarted at 0; consumed in part, it still ends at n */
+	if (b->data == NULL || n == 0 || n > b->cap || (b->end != 0 && b->end != n))
+		return MOAT_EINVAL;
+	b->start = 0;
+	b->end = n;
+	return MOAT_OK;
+}
+
 int moat_buf_release_if_empty(struct moat_buf *b)
 {
 	if (b->data == NULL || b->start != b->end)

@@ -51,6 +51,13 @@ void moat_buf_append(struct moat_buf *b, const void *p, size_t n);
 /* Consumes n bytes from the front; an emptied buffer restarts at offset 0. */
 void moat_buf_consume(struct moat_buf *b, size_t n);
 
+/*
+ * Makes the first n bytes of storage readable again: for a buffer filled from empty with
+ * exactly n bytes and consumed since, nothing appended (what was sent can be sent again).
+ * MOAT_EINVAL when the buffer is not in that state.
+ */
+int moat_buf_rewind(struct moat_buf *b, size_t n) MOAT_WUR;
+
 /* Frees storage if the buffer is empty; returns 1 if released. */
 int moat_buf_release_if_empty(struct moat_buf *b);
 

@@ -56,6 +56,7 @@ struct request_state {
 	uint64_t bytes_in;
 	uint64_t t_start_ns, t_origin_ns, t_origin_head_ns;
 	uint64_t t_body_start; /* loop ms */
+	size_t retry_len; /* the forwarded head, may be sent once more (see retry_request) */
 };
 
 struct response_state {
@@ -308,6 +309,60 @@ static void respond_error(struct moat_http_conn *c, int status, const char *code
 	c->rs.bytes_out = 0;
 	c->state = CS_CLOSING;
 	c->t_last_out = now_ms(c);
+}
+
+/*
+ * RFC 9110 section 9.2.2: a request that can be repeated without a different effect. POST and
+ * PATCH are not; neither is a request with a body, which is streamed and not kept.
+ */
+static int retryable(const struct moat_http_request *req, const char *method)
+{
+	static const char *const idempotent[] = {"GET",   "HEAD", "OPTIONS",
+	                                         "TRACE", "PUT",  "DELETE"};
+
+	if (req->framing != MOAT_BODY_NONE &&
+	    !(req->framing == MOAT_BODY_LENGTH && req->content_length == 0))
+		return 0;
+	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+		if (strcmp(method, idempotent[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * An origin closes an idle keep-alive connection when its own timeout fires (5 s for Apache
+ * httpd and Node.js); a request sent on it in that instant meets a close with nothing
+ * received. The pool drops connections the origin closed while idle, but not one closed while
+ * the request travels. A retryable request is then sent once more, on a new connection, as
+ * nginx and HAProxy do; any other request gets the 502, since the origin may have acted on it.
+ * Returns 1 when the request is under way again.
+ */
+static int retry_request(struct moat_http_conn *c)
+{
+	struct moat_upstream *old = c->up, *u;
+	struct moat_buf sent;
+	const char *err = NULL;
+	size_t len = c->rq.retry_len;
+
+	c->rq.retry_len = 0; /* once */
+	if (len == 0 || c->rs.started || moat_buf_len(&old->in) > 0 ||
+	    moat_buf_rewind(&old->out, len) != MOAT_OK)
+		return 0;
+	u = moat_upstream_connect(c->w, c->tenant, c, &err);
+	if (u == NULL)
+		return 0;
+	/* the head goes over as it was sent: same buffer, no copy */
+	sent = old->out;
+	old->out = u->out;
+	u->out = sent;
+	moat_upstream_release(old, 0);
+	c->up = u;
+	c->up_eof = c->up_err = 0;
+	c->t_origin_act = now_ms(c);
+	moat_log_info("origin %s closed a reused connection before answering; request sent again "
+	              "on a new one (request_id=%s)",
+	              c->tenant->cfg->origin, c->rq.id);
+	return 1;
 }
 
 static void origin_failed(struct moat_http_conn *c, int status, const char *code,
@@ -849,6 +904,8 @@ static void forward(struct moat_http_conn *c, const struct moat_http_request *re
 		respond_error(c, 431, NULL, "request head too large to forward");
 		return;
 	}
+	if (c->up->reused && retryable(req, rq->method))
+		rq->retry_len = moat_buf_len(&c->up->out);
 	moat_buf_consume(&c->in, req->head_len);
 	rq->t_origin_ns = uv_hrtime();
 	rq->t_body_start = now_ms(c);
@@ -1063,6 +1120,8 @@ static int response_head(struct moat_http_conn *c)
 	if (moat_buf_len(in) == 0) {
 		if (!c->up_eof)
 			return 0;
+		if (retry_request(c))
+			return 1;
 		origin_failed(c, 502, "bad_origin_response",
 		              "origin closed the connection without a response");
 		return -1;
@@ -1263,6 +1322,8 @@ static int do_proxy(struct moat_http_conn *c)
 			c->t_origin_act = now_ms(c);
 			progress = 1;
 		} else if (n != MOAT_EAGAIN) {
+			if (!c->rs.head_done && retry_request(c))
+				return 1;
 			if (!c->rs.head_done) {
 				origin_failed(c, 502, "origin_unreachable",
 				              "origin closed the connection while receiving");

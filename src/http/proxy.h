@@ -41,9 +41,12 @@ struct moat_upstream {
 void moat_http_accept(struct moat_worker *w, struct moat_listener *l, int fd,
                       const struct sockaddr_storage *addr);
 
-/* Origin connection pool. */
+/* An idle connection to the tenant's origin from the pool, or else a new one. */
 struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat_tenant *t,
                                         struct moat_http_conn *owner, const char **err);
+/* Always a new connection (its connect is under way): NULL with *err on failure. */
+struct moat_upstream *moat_upstream_connect(struct moat_worker *w, const struct moat_tenant *t,
+                                            struct moat_http_conn *owner, const char **err);
 /* Finishes a non-blocking connect: MOAT_OK (state moves to UP_TLS or UP_READY), MOAT_EAGAIN,
  * or MOAT_EIO with *err. */
 int moat_upstream_connect_done(struct moat_upstream *u, const char **err) MOAT_WUR;

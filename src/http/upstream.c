@@ -79,22 +79,33 @@ static struct moat_upstream *pool_take(struct moat_worker *w, const char *key)
 	return NULL;
 }
 
+/* Room for the largest request head the limits admit, plus our identity headers. */
+static size_t out_capacity(const struct moat_worker *w)
+{
+	size_t cap = w->gen->cfg->max_header_size + 8192;
+
+	return cap < UPSTREAM_OUT_MIN ? UPSTREAM_OUT_MIN : cap;
+}
+
 struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat_tenant *t,
                                         struct moat_http_conn *owner, const char **err)
 {
 	struct moat_upstream *u = pool_take(w, t->origin_key);
-	size_t out_cap;
+
+	if (u == NULL)
+		return moat_upstream_connect(w, t, owner, err);
+	u->owner = owner;
+	u->reused = 1;
+	moat_buf_init(&u->out, out_capacity(w)); /* pooled connections hold no buffers */
+	return u;
+}
+
+struct moat_upstream *moat_upstream_connect(struct moat_worker *w, const struct moat_tenant *t,
+                                            struct moat_http_conn *owner, const char **err)
+{
+	struct moat_upstream *u;
 	int fd;
 
-	out_cap = w->gen->cfg->max_header_size + 8192;
-	if (out_cap < UPSTREAM_OUT_MIN)
-		out_cap = UPSTREAM_OUT_MIN;
-	if (u != NULL) {
-		u->owner = owner;
-		u->reused = 1;
-		moat_buf_init(&u->out, out_cap); /* pooled connections hold no buffers */
-		return u;
-	}
 	fd = socket(t->origin_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err = strerror(errno);
@@ -122,7 +133,7 @@ struct moat_upstream *moat_upstream_get(struct moat_worker *w, const struct moat
 	moat_list_init(&u->link);
 	snprintf(u->key, sizeof(u->key), "%s", t->origin_key);
 	moat_buf_init(&u->in, UPSTREAM_IN_CAP);
-	moat_buf_init(&u->out, out_cap);
+	moat_buf_init(&u->out, out_capacity(w));
 	if (moat_sock_init(&u->sock, &w->loop, fd, u) != MOAT_OK) {
 		*err = "cannot watch socket";
 		close(fd);

@@ -252,6 +252,7 @@ class OriginRequest:
         self.chunked = False
         self.complete = False  # the whole body arrived with valid framing
         self.error = None
+        self.index = 0  # position on its connection
         self.time = time.monotonic()
 
     def header(self, name, default=None):
@@ -349,10 +350,13 @@ class PyOrigin:
     def _serve(self, conn, conn_id, record):
         conn.settimeout(60)
         reader = _Reader(conn, record)
+        index = 0
         try:
             while True:
                 head = reader.read_until(b"\r\n\r\n", 256 * 1024)
                 req = self._parse_head(conn_id, head)
+                req.index = index  # position on its connection
+                index += 1
                 with self.lock:
                     self.requests.append(req)
                 if not self._handle(conn, reader, req):
@@ -423,6 +427,11 @@ class PyOrigin:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
         if path == "/close":
+            return False
+        if path == "/stale" and req.index > 0:
+            # a keep-alive timeout that fires as the request arrives: closed, nothing answered
+            if q.get("how") == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
         if not self._read_body(conn, reader, req):
             return False
