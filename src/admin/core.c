@@ -485,8 +485,9 @@ struct moat_admin_ctx *moat_admin_ctx_new(const struct moat_admin_env *env)
 	ctx->env.data_dir = moat_strdup(env->data_dir != NULL ? env->data_dir : ".");
 	ctx->env.version = env->version != NULL ? moat_strdup(env->version) : NULL;
 	ctx->failures = moat_calloc(1, sizeof(*ctx->failures));
+	ctx->signers = admin_signers_new();
 	if (ctx->env.data_dir == NULL || (env->version != NULL && ctx->env.version == NULL) ||
-	    ctx->failures == NULL) {
+	    ctx->failures == NULL || ctx->signers == NULL) {
 		moat_admin_ctx_free(ctx);
 		return NULL;
 	}
@@ -500,6 +501,7 @@ void moat_admin_ctx_free(struct moat_admin_ctx *ctx)
 	if (ctx->failures != NULL)
 		moat_free(ctx->failures->v);
 	moat_free(ctx->failures);
+	admin_signers_free(ctx->signers);
 	moat_free((char *)ctx->env.data_dir);
 	moat_free((char *)ctx->env.version);
 	moat_free(ctx);

@@ -262,11 +262,11 @@ static int issue(struct moat_admin_call *c, const char *tenant, const char *id, 
                  unsigned days, struct issued *out)
 {
 	struct moat_ca_err err = {""};
-	char *ca_key = NULL;
+	const struct moat_ca_signer *signer = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = admin_signing_ca(c, tenant, &out->ca, &ca_key);
+	rc = admin_signing_ca(c, tenant, &signer, &out->ca);
 	if (rc == MOAT_ENOTFOUND) {
 		admin_error(c, 409, "conflict", "tenant %s has no device CA with its private key",
 		            tenant);
@@ -277,11 +277,10 @@ static int issue(struct moat_admin_call *c, const char *tenant, const char *id, 
 		return -1;
 	}
 	if (csr != NULL)
-		rc = moat_ca_sign_csr(out->ca, ca_key, csr, id, days, &out->cert, &out->info, &err);
+		rc = moat_ca_signer_sign_csr(signer, csr, id, days, &out->cert, &out->info, &err);
 	else
-		rc = moat_ca_issue_with_key(out->ca, ca_key, id, days, &out->cert, &out->key,
-		                            &out->info, &err);
-	moat_ca_free_secret(ca_key);
+		rc = moat_ca_signer_issue_with_key(signer, id, days, &out->cert, &out->key,
+		                                   &out->info, &err);
 	if (rc == MOAT_EINVAL) {
 		admin_error(c, 400, "bad_request", "%s", err.msg[0] ? err.msg : "cannot issue");
 		return -1;

@@ -17,6 +17,7 @@
 struct moat_admin_ctx {
 	struct moat_admin_env env;
 	struct admin_failures *failures; /* failed authentications per address (core.c) */
+	struct admin_signers *signers; /* the tenants' signing CAs, parsed (signers.c) */
 };
 
 /* One request being answered. */
@@ -140,9 +141,17 @@ void admin_tenant_delete(struct moat_admin_call *c);
 void admin_ca_list(struct moat_admin_call *c);
 void admin_ca_create(struct moat_admin_call *c);
 void admin_ca_delete(struct moat_admin_call *c);
-/* tenants.c, for devices.c: the CA that signs (newest with a key), PEMs allocated. */
-int admin_signing_ca(struct moat_admin_call *c, const char *tenant, char **cert_pem,
-                     char **key_pem);
+/*
+ * signers.c, for devices.c: the tenant's signing CA (the newest unexpired CA with a key), kept
+ * parsed; cert_pem is allocated, the signer belongs to the context. Answers nothing:
+ * MOAT_ENOTFOUND (no such CA: the caller answers 409), MOAT_EIO or MOAT_ENOMEM (500).
+ */
+int admin_signing_ca(struct moat_admin_call *c, const char *tenant,
+                     const struct moat_ca_signer **signer, char **cert_pem);
+/* Forgets the tenant's kept signers (a CA or the tenant deleted). */
+void admin_signers_forget(struct admin_signers *s, const char *tenant);
+struct admin_signers *admin_signers_new(void);
+void admin_signers_free(struct admin_signers *s);
 /* devices.c */
 void admin_device_enroll(struct moat_admin_call *c);
 void admin_device_list(struct moat_admin_call *c);

@@ -1166,6 +1166,7 @@ void admin_tenant_delete(struct moat_admin_call *c)
 		return;
 	}
 	key_dir_remove(c, name);
+	admin_signers_forget(c->ctx->signers, name);
 	admin_tenant_changed(c, name, MOAT_ADMIN_CHANGED_RULES | MOAT_ADMIN_CHANGED_DEVICES);
 	admin_changed(c);
 	admin_no_content(c);
@@ -1319,50 +1320,9 @@ void admin_ca_delete(struct moat_admin_call *c)
 		admin_store_error(c, rc);
 	} else {
 		key_remove(c, key_file);
+		admin_signers_forget(c->ctx->signers, name);
 		admin_changed(c);
 		admin_no_content(c);
 	}
 	moat_free(key_file);
-}
-
-/*
- * The signing CA is the newest unexpired CA with a key. Answers nothing: MOAT_ENOTFOUND (no
- * such CA: the caller answers 409) or MOAT_EIO / MOAT_ENOMEM (the caller answers 500).
- */
-int admin_signing_ca(struct moat_admin_call *c, const char *tenant, char **cert_pem, char **key_pem)
-{
-	struct moat_store_ca *v = NULL;
-	int64_t now = c->req->now_ms / 1000;
-	char abs[PATH_CAP];
-	size_t n = 0, i;
-	int rc = moat_store_ca_list(c->ctx->env.store, tenant, &v, &n);
-
-	*cert_pem = *key_pem = NULL;
-	if (rc != MOAT_OK)
-		return rc;
-	for (i = n; i-- > 0;) {
-		if (v[i].key_file != NULL && v[i].not_after > now)
-			break;
-	}
-	if (i == (size_t)-1) {
-		rc = MOAT_ENOTFOUND;
-		goto out;
-	}
-	admin_abs_path(c, v[i].key_file, abs, sizeof(abs));
-	rc = moat_secret_read(abs, key_pem);
-	if (rc != MOAT_OK) {
-		moat_log_error("admin: reading the key of CA %lld of %s (%s) failed",
-		               (long long)v[i].id, tenant, abs);
-		rc = rc == MOAT_ENOMEM ? rc : MOAT_EIO;
-		goto out;
-	}
-	*cert_pem = moat_strdup(v[i].cert);
-	if (*cert_pem == NULL) {
-		moat_ca_free_secret(*key_pem);
-		*key_pem = NULL;
-		rc = MOAT_ENOMEM;
-	}
-out:
-	moat_store_cas_free(v, n);
-	return rc;
 }

@@ -305,8 +305,8 @@ static void first_cn(const X509 *x, char *out, size_t cap)
 	OPENSSL_free(utf8);
 }
 
-static int describe(X509 *x, const char *field, struct moat_cert_info *info,
-                    struct moat_ca_err *err)
+int moat_ca_describe(X509 *x, const char *field, struct moat_cert_info *info,
+                     struct moat_ca_err *err)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -392,7 +392,7 @@ static int info_from_pem(const char *pem, struct moat_cert_info *info, struct mo
 		return moat_ca_no_memory(err);
 	x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
 	BIO_free(bio);
-	rc = x != NULL ? describe(x, "cert", info, err)
+	rc = x != NULL ? moat_ca_describe(x, "cert", info, err)
 	               : moat_ca_fail(err, MOAT_EINVAL, "cert: no PEM certificate");
 	X509_free(x);
 	return rc;
@@ -424,7 +424,7 @@ int moat_ca_check_import(const char *cert_pem, const char *key_pem, struct moat_
 	if (rc == MOAT_OK && key != NULL)
 		rc = moat_ca_key_matches(cert, key, "key", err);
 	if (rc == MOAT_OK && info != NULL)
-		rc = describe(cert, "cert", info, err);
+		rc = moat_ca_describe(cert, "cert", info, err);
 out:
 	X509_free(cert);
 	EVP_PKEY_free(key);

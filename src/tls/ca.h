@@ -63,6 +63,26 @@ int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, cons
                            struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
 
 /*
+ * A device CA parsed once, for issuing many certificates: decoding its PEM key costs more than
+ * signing with it. moat_ca_signer_new makes the checks moat_ca_sign_csr makes on the CA (a CA
+ * certificate, in date, the key matching); the signer's functions are moat_ca_sign_csr and
+ * moat_ca_issue_with_key without the PEM CA, and refuse once the CA has expired. A signer is
+ * read-only after it is made, but OpenSSL keys are not to be shared between threads that
+ * sign at once: use one from one thread.
+ */
+struct moat_ca_signer;
+
+int moat_ca_signer_new(const char *ca_cert_pem, const char *ca_key_pem, struct moat_ca_signer **out,
+                       struct moat_ca_err *err) MOAT_WUR;
+void moat_ca_signer_free(struct moat_ca_signer *s);
+int moat_ca_signer_sign_csr(const struct moat_ca_signer *s, const char *csr_pem,
+                            const char *device_id, unsigned days, char **cert_pem,
+                            struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
+int moat_ca_signer_issue_with_key(const struct moat_ca_signer *s, const char *device_id,
+                                  unsigned days, char **cert_pem, char **key_pem,
+                                  struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
+
+/*
  * A server certificate for the edge: a new ECDSA P-256 key, subjectAltName DNS entries for
  * each host (wildcards as given), serverAuth, issued by the node's edge CA.
  */

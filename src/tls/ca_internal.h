@@ -38,6 +38,10 @@ int moat_ca_key_matches(X509 *cert, EVP_PKEY *key, const char *field,
 /* Whether the certificate's notAfter has passed (or does not parse). */
 int moat_ca_expired(const X509 *x);
 
+/* Fills info from a parsed certificate; errors name `field`. */
+int moat_ca_describe(X509 *x, const char *field, struct moat_cert_info *info,
+                     struct moat_ca_err *err) MOAT_WUR;
+
 /* PEM encodings in moat_malloc'd strings; keys as unencrypted PKCS#8. */
 int moat_ca_cert_to_pem(X509 *x, char **out, struct moat_ca_err *err) MOAT_WUR;
 int moat_ca_key_to_pem(EVP_PKEY *key, char **out, struct moat_ca_err *err) MOAT_WUR;

@@ -364,7 +364,7 @@ static int issue_to_pem(const struct issue *p, EVP_PKEY *key, char **cert_pem, c
 	if (rc == MOAT_OK && key != NULL)
 		rc = moat_ca_key_to_pem(key, key_pem, err);
 	if (rc == MOAT_OK && info != NULL)
-		rc = moat_cert_info_pem(*cert_pem, info, err);
+		rc = moat_ca_describe(x, "cert", info, err);
 	if (rc != MOAT_OK) {
 		moat_free(*cert_pem);
 		*cert_pem = NULL;
@@ -401,24 +401,59 @@ int moat_ca_generate(const char *cn, unsigned days, char **cert_pem, char **key_
 	return rc;
 }
 
-/* A device certificate for `pub` (from a CSR or generated here) under the stored CA. */
-static int issue_device(const char *ca_cert_pem, const char *ca_key_pem, EVP_PKEY *pub,
-                        EVP_PKEY *generated, const char *device_id, unsigned days, char **cert_pem,
-                        char **key_pem, struct moat_cert_info *info, struct moat_ca_err *err)
-{
-	struct issue p = {.kind = KIND_DEVICE, .key = pub, .cn = device_id, .days = days};
-	int rc = load_signer(ca_cert_pem, ca_key_pem, &p.ca, &p.ca_key, err);
+struct moat_ca_signer {
+	X509 *ca;
+	EVP_PKEY *key;
+};
 
-	if (rc == MOAT_OK)
-		rc = issue_to_pem(&p, generated, cert_pem, key_pem, info, err);
-	X509_free(p.ca);
-	EVP_PKEY_free(p.ca_key);
-	return rc;
+int moat_ca_signer_new(const char *ca_cert_pem, const char *ca_key_pem, struct moat_ca_signer **out,
+                       struct moat_ca_err *err)
+{
+	struct moat_ca_signer *s = moat_calloc(1, sizeof(*s));
+	int rc;
+
+	*out = NULL;
+	if (s == NULL)
+		return moat_ca_no_memory(err);
+	rc = load_signer(ca_cert_pem, ca_key_pem, &s->ca, &s->key, err);
+	ERR_clear_error();
+	if (rc != MOAT_OK) {
+		moat_free(s);
+		return rc;
+	}
+	*out = s;
+	return MOAT_OK;
 }
 
-int moat_ca_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
-                     const char *device_id, unsigned days, char **cert_pem,
-                     struct moat_cert_info *info, struct moat_ca_err *err)
+void moat_ca_signer_free(struct moat_ca_signer *s)
+{
+	if (s == NULL)
+		return;
+	X509_free(s->ca);
+	EVP_PKEY_free(s->key);
+	moat_free(s);
+}
+
+/* A device certificate for `pub` (from a CSR or generated here) under the signer's CA. */
+static int issue_device(const struct moat_ca_signer *s, EVP_PKEY *pub, EVP_PKEY *generated,
+                        const char *device_id, unsigned days, char **cert_pem, char **key_pem,
+                        struct moat_cert_info *info, struct moat_ca_err *err)
+{
+	struct issue p = {.kind = KIND_DEVICE,
+	                  .ca = s->ca,
+	                  .ca_key = s->key,
+	                  .key = pub,
+	                  .cn = device_id,
+	                  .days = days};
+
+	if (moat_ca_expired(s->ca))
+		return moat_ca_fail(err, MOAT_EINVAL, "ca: certificate has expired");
+	return issue_to_pem(&p, generated, cert_pem, key_pem, info, err);
+}
+
+int moat_ca_signer_sign_csr(const struct moat_ca_signer *s, const char *csr_pem,
+                            const char *device_id, unsigned days, char **cert_pem,
+                            struct moat_cert_info *info, struct moat_ca_err *err)
 {
 	X509_REQ *req = NULL;
 	int rc = check_device_id(device_id, err);
@@ -431,16 +466,16 @@ int moat_ca_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char
 	if (rc == MOAT_OK)
 		rc = check_csr(req, device_id, err);
 	if (rc == MOAT_OK)
-		rc = issue_device(ca_cert_pem, ca_key_pem, X509_REQ_get0_pubkey(req), NULL,
-		                  device_id, days, cert_pem, NULL, info, err);
+		rc = issue_device(s, X509_REQ_get0_pubkey(req), NULL, device_id, days, cert_pem,
+		                  NULL, info, err);
 	X509_REQ_free(req);
 	ERR_clear_error();
 	return rc;
 }
 
-int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, const char *device_id,
-                           unsigned days, char **cert_pem, char **key_pem,
-                           struct moat_cert_info *info, struct moat_ca_err *err)
+int moat_ca_signer_issue_with_key(const struct moat_ca_signer *s, const char *device_id,
+                                  unsigned days, char **cert_pem, char **key_pem,
+                                  struct moat_cert_info *info, struct moat_ca_err *err)
 {
 	EVP_PKEY *key = NULL;
 	int rc = check_device_id(device_id, err);
@@ -452,10 +487,49 @@ int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, cons
 	if (rc == MOAT_OK)
 		rc = new_p256_key(&key, err);
 	if (rc == MOAT_OK)
-		rc = issue_device(ca_cert_pem, ca_key_pem, key, key, device_id, days, cert_pem,
-		                  key_pem, info, err);
+		rc = issue_device(s, key, key, device_id, days, cert_pem, key_pem, info, err);
 	EVP_PKEY_free(key);
 	ERR_clear_error();
+	return rc;
+}
+
+int moat_ca_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
+                     const char *device_id, unsigned days, char **cert_pem,
+                     struct moat_cert_info *info, struct moat_ca_err *err)
+{
+	struct moat_ca_signer *s = NULL;
+	int rc;
+
+	*cert_pem = NULL;
+	rc = check_device_id(device_id, err);
+	if (rc == MOAT_OK)
+		rc = check_days(days, err);
+	if (rc == MOAT_OK)
+		rc = moat_ca_signer_new(ca_cert_pem, ca_key_pem, &s, err);
+	if (rc == MOAT_OK)
+		rc = moat_ca_signer_sign_csr(s, csr_pem, device_id, days, cert_pem, info, err);
+	moat_ca_signer_free(s);
+	return rc;
+}
+
+int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, const char *device_id,
+                           unsigned days, char **cert_pem, char **key_pem,
+                           struct moat_cert_info *info, struct moat_ca_err *err)
+{
+	struct moat_ca_signer *s = NULL;
+	int rc;
+
+	*cert_pem = NULL;
+	*key_pem = NULL;
+	rc = check_device_id(device_id, err);
+	if (rc == MOAT_OK)
+		rc = check_days(days, err);
+	if (rc == MOAT_OK)
+		rc = moat_ca_signer_new(ca_cert_pem, ca_key_pem, &s, err);
+	if (rc == MOAT_OK)
+		rc = moat_ca_signer_issue_with_key(s, device_id, days, cert_pem, key_pem, info,
+		                                   err);
+	moat_ca_signer_free(s);
 	return rc;
 }
 

@@ -316,6 +316,28 @@ def test_device_ca_rotation(moatd, origin, tmp_path):
     assert r.rc == EXIT_CONFLICT, r
 
 
+def test_enrollment_follows_the_signing_ca_as_cas_come_and_go(moatd, origin, tmp_path):
+    """The signing CA is kept parsed between enrollments: adding a newer CA, or deleting the
+    one that signed, changes the issuer of the very next enrollment."""
+    m = start(moatd)
+    add_tenant(m, origin.url)
+
+    def issuer(dev):
+        return run(["openssl", "x509", "-in", str(dev.cert), "-noout", "-issuer"]).stdout
+
+    first = enroll(m, tmp_path, "cam-1")
+    (ca1,) = m.api.ok("GET", "/tenants/acme/cas")["items"]
+    assert ca1["subject"].split("=", 1)[1] in issuer(first)
+    ca2 = json_out(ctl_ok(m, "ca", "add", "acme", "--cn", "acme devices B", json_out=True))
+    assert "acme devices B" in issuer(enroll(m, tmp_path, "cam-2"))
+    ctl_ok(m, "ca", "rm", "acme", ca2["id"])
+    third = enroll(m, tmp_path, "cam-3")
+    assert "acme devices B" not in issuer(third)
+    v = run(["openssl", "verify", "-CAfile", str(first.ca), str(third.cert)], check=False)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert getattr(third.request(m, "/after"), "status", None) == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # quarantine, release, revocation
 

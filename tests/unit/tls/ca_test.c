@@ -689,6 +689,53 @@ static void test_issue_long_device_id(void **state)
 	               &err, "id: *");
 }
 
+/* A signer made once issues from CSRs and in factory mode, each certificate with its own
+ * serial; it refuses a CA whose key does not match, and a CA that is not a CA. */
+static void test_signer(void **state)
+{
+	EVP_PKEY *dev = keygen("EC:P-256"), *other = keygen("EC:P-256");
+	char *csr = make_csr(dev, "cam-1", 0), *other_key = key_pem(other);
+	char *a = NULL, *b = NULL, *key = NULL, *leaf = NULL, *leaf_key = NULL;
+	struct moat_cert_info ia, ib;
+	struct moat_ca_signer *s = NULL, *none = NULL;
+	struct moat_ca_err err = {""};
+
+	if (moat_ca_signer_new(ca.cert, ca.key, &s, &err) != MOAT_OK)
+		fail_msg("%s", err.msg);
+	if (moat_ca_signer_sign_csr(s, csr, "cam-1", 30, &a, &ia, &err) != MOAT_OK)
+		fail_msg("%s", err.msg);
+	if (moat_ca_signer_issue_with_key(s, "cam-2", 30, &b, &key, &ib, &err) != MOAT_OK)
+		fail_msg("%s", err.msg);
+	assert_verifies(ca.cert, a, X509_PURPOSE_SSL_CLIENT);
+	assert_verifies(ca.cert, b, X509_PURPOSE_SSL_CLIENT);
+	assert_string_equal(ia.cn, "cam-1");
+	assert_string_equal(ib.cn, "cam-2");
+	assert_string_not_equal(ia.serial, ib.serial);
+	/* what the signer checks per certificate, it still checks */
+	assert_refused(moat_ca_signer_sign_csr(s, csr, "cam-9", 30, &leaf, NULL, &err), &err,
+	               "csr: *");
+	assert_refused(moat_ca_signer_issue_with_key(s, "bad id", 30, &leaf, &leaf_key, NULL, &err),
+	               &err, "id: *");
+	assert_null(leaf);
+	assert_null(leaf_key);
+	moat_ca_signer_free(s);
+
+	assert_refused(moat_ca_signer_new(ca.cert, other_key, &none, &err), &err,
+	               "ca_key: does not match the certificate");
+	assert_null(none);
+	assert_refused(moat_ca_signer_new(b, key, &none, &err), &err, "ca: not a CA certificate");
+	assert_null(none);
+	moat_ca_signer_free(NULL);
+
+	moat_free(a);
+	moat_free(b);
+	moat_ca_free_secret(key);
+	free(csr);
+	free(other_key);
+	EVP_PKEY_free(dev);
+	EVP_PKEY_free(other);
+}
+
 /* ---- import ------------------------------------------------------------------------------- */
 
 static void test_import(void **state)
@@ -926,6 +973,7 @@ int main(void)
 	        cmocka_unit_test(test_issue_long_device_id),
 	        cmocka_unit_test(test_import),
 	        cmocka_unit_test(test_import_refusals),
+	        cmocka_unit_test(test_signer),
 	        cmocka_unit_test(test_issue_server),
 	        cmocka_unit_test(test_issue_server_refusals),
 	        cmocka_unit_test(test_info_serial_format),
