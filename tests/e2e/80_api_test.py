@@ -19,7 +19,7 @@ import pytest
 from moattest.admin import (MIB, PRIVATE_KEY_RE, TOKEN_RE, Api, Device, assert_api_error,
                             create_tenant, enroll, make_csr, parse_raw_response, raw_admin)
 from moattest.client import curl
-from moattest.util import run
+from moattest.util import run, wait_until
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
@@ -59,10 +59,12 @@ def test_health_and_version_need_no_token(node):
     assert isinstance(v["version"], str) and re.fullmatch(r"\d+\.\d+\.\d+.*", v["version"]), v
     assert v["api"] == "v1" and isinstance(v["schema"], int), v
 
-    # a change makes a new configuration generation
+    # a change makes a new configuration generation: built just after the answer (changes
+    # that come together are applied together), and well within the second a change may take
     g0 = h["generation"]
     acme(node)
-    assert node.api.get("/health", token=None).json["generation"] > g0
+    wait_until(lambda: node.api.get("/health", token=None).json["generation"] > g0, 1.0,
+               what="a new generation after a change")
 
 
 def test_missing_or_bad_token_is_401(node):
