@@ -60,7 +60,11 @@ $(BUILD)/moatctl: $(MOATCTL_SRC:%.c=$(BUILD)/obj/%.o)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libmoat.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(filter %.o,$^) $(BUILD)/libmoat.a $(LIBS) -lcmocka
+
+# the admin API's tests that run on a store share tests/unit/admin/fixture.c
+$(addprefix $(BUILD)/tests/unit/admin/,core_test devices_test rules_test): \
+	$(BUILD)/obj/tests/unit/admin/fixture.o
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -7,23 +7,14 @@
 
 static void print_audit(const json_t *page)
 {
-	static const char *const headers[] = {"SEQ",    "TIME",   "ACTOR",  "SOURCE",
-	                                      "TENANT", "ACTION", "OBJECT", NULL};
-	struct ctl_table *t = ctl_table_new(headers);
-	const json_t *e, *next = json_object_get(page, "next");
-	size_t i;
+	static const struct ctl_column cols[] = {
+	        {"SEQ", "seq", NULL},       {"TIME", "at", NULL},       {"ACTOR", "actor", NULL},
+	        {"SOURCE", "source", NULL}, {"TENANT", "tenant", NULL}, {"ACTION", "action", NULL},
+	        {"OBJECT", "object", NULL}, {NULL, NULL, NULL},
+	};
+	const json_t *next = json_object_get(page, "next");
 
-	json_array_foreach (json_object_get(page, "items"), i, e) {
-		ctl_table_row(t);
-		ctl_table_field(t, e, "seq");
-		ctl_table_field(t, e, "at");
-		ctl_table_field(t, e, "actor");
-		ctl_table_field(t, e, "source");
-		ctl_table_field(t, e, "tenant");
-		ctl_table_field(t, e, "action");
-		ctl_table_field(t, e, "object");
-	}
-	ctl_table_print(t);
+	ctl_print_items(json_object_get(page, "items"), cols);
 	if (json_is_integer(next))
 		fprintf(stderr, "more: --before %" JSON_INTEGER_FORMAT "\n",
 		        json_integer_value(next));
@@ -31,7 +22,6 @@ static void print_audit(const json_t *page)
 
 static int run_audit(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/audit");
 	json_int_t n;
 	int rc;
@@ -45,13 +35,8 @@ static int run_audit(struct ctl *ctl, const struct ctl_args *a)
 		ctl_query(&path, "limit", ctl_value(a, "limit"));
 	if (ctl_has(a, "before"))
 		ctl_query(&path, "before", ctl_value(a, "before"));
-	rc = ctl_http(ctl, "GET", path, NULL, &r);
-	if (rc == CTL_EXIT_OK && ctl->json)
-		ctl_print_json(r.json);
-	else if (rc == CTL_EXIT_OK)
-		print_audit(r.json);
+	rc = ctl_http_show(ctl, "GET", path, NULL, print_audit);
 out:
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }

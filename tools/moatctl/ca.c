@@ -7,35 +7,29 @@
 
 void ctl_print_ca_table(const json_t *items)
 {
-	static const char *const headers[] = {"ID",        "SUBJECT",     "GENERATED", "KEY",
-	                                      "NOT-AFTER", "FINGERPRINT", NULL};
-	struct ctl_table *t = ctl_table_new(headers);
-	const json_t *item;
-	size_t i;
+	static const struct ctl_column cols[] = {
+	        {"ID", "id", NULL},
+	        {"SUBJECT", "subject", NULL},
+	        {"GENERATED", "generated", NULL},
+	        {"KEY", "has_key", NULL},
+	        {"NOT-AFTER", "not_after", NULL},
+	        {"FINGERPRINT", "fingerprint", NULL},
+	        {NULL, NULL, NULL},
+	};
 
-	json_array_foreach (items, i, item) {
-		ctl_table_row(t);
-		ctl_table_field(t, item, "id");
-		ctl_table_field(t, item, "subject");
-		ctl_table_field(t, item, "generated");
-		ctl_table_field(t, item, "has_key");
-		ctl_table_field(t, item, "not_after");
-		ctl_table_field(t, item, "fingerprint");
-	}
-	ctl_table_print(t);
+	ctl_print_items(items, cols);
+}
+
+static void print_cas(const json_t *answer)
+{
+	ctl_print_ca_table(json_object_get(answer, "items"));
 }
 
 static int run_list(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/cas", a->pos[0]);
-	int rc = ctl_http(ctl, "GET", path, NULL, &r);
+	int rc = ctl_http_show(ctl, "GET", path, NULL, print_cas);
 
-	if (rc == CTL_EXIT_OK && ctl->json)
-		ctl_print_json(r.json);
-	else if (rc == CTL_EXIT_OK)
-		ctl_print_ca_table(json_object_get(r.json, "items"));
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }
@@ -43,7 +37,6 @@ static int run_list(struct ctl *ctl, const struct ctl_args *a)
 /* {"generate": true, "cn", "days"} or {"cert", "key"}. Returns an exit code. */
 static int fill_body(const struct ctl_args *a, json_t *body)
 {
-	json_int_t days;
 	int rc;
 
 	if (ctl_has(a, "cert")) {
@@ -60,17 +53,11 @@ static int fill_body(const struct ctl_args *a, json_t *body)
 	ctl_json_set(body, "generate", json_true());
 	if (ctl_has(a, "cn"))
 		ctl_json_set_str(body, "cn", ctl_value(a, "cn"));
-	rc = ctl_int_opt(a, "days", 1, 36500, &days);
-	if (rc < 0)
-		return CTL_EXIT_USAGE;
-	if (rc > 0)
-		ctl_json_set(body, "days", json_integer(days));
-	return CTL_EXIT_OK;
+	return ctl_set_int_opt(body, "days", a, "days", 1, 36500);
 }
 
 static int run_add(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	char *path = NULL;
 	int rc = fill_body(a, body);
@@ -78,13 +65,8 @@ static int run_add(struct ctl *ctl, const struct ctl_args *a)
 	if (rc != CTL_EXIT_OK)
 		goto out;
 	path = ctl_path("/v1/tenants/{}/cas", a->pos[0]);
-	rc = ctl_http(ctl, "POST", path, body, &r);
-	if (rc == CTL_EXIT_OK && ctl->json)
-		ctl_print_json(r.json);
-	else if (rc == CTL_EXIT_OK)
-		ctl_print_object(r.json, NULL);
+	rc = ctl_http_show(ctl, "POST", path, body, NULL);
 out:
-	ctl_reply_clear(&r);
 	json_decref(body);
 	ctl_free(path);
 	return rc;
@@ -92,13 +74,9 @@ out:
 
 static int run_rm(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/cas/{}", a->pos[0], a->pos[1]);
-	int rc = ctl_http(ctl, "DELETE", path, NULL, &r);
+	int rc = ctl_http_delete(ctl, path, "deleted CA %s of %s", a->pos[1], a->pos[0]);
 
-	if (rc == CTL_EXIT_OK && !ctl->json)
-		printf("deleted CA %s of %s\n", a->pos[1], a->pos[0]);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }

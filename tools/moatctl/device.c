@@ -339,17 +339,11 @@ static int check_issue_args(const struct ctl_args *a)
 /* The optional csr and days of enroll and renew. An exit code. */
 static int fill_csr_days(const struct ctl_args *a, json_t *body)
 {
-	json_int_t days;
 	int rc;
 
 	if (ctl_has(a, "csr") && (rc = ctl_set_file(body, "csr", ctl_value(a, "csr"))) != 0)
 		return rc;
-	rc = ctl_int_opt(a, "days", 1, 36500, &days);
-	if (rc < 0)
-		return CTL_EXIT_USAGE;
-	if (rc > 0)
-		ctl_json_set(body, "days", json_integer(days));
-	return CTL_EXIT_OK;
+	return ctl_set_int_opt(body, "days", a, "days", 1, 36500);
 }
 
 static json_t *tags_array(const char *const *tags)
@@ -428,23 +422,18 @@ static char *list_path(const struct ctl_args *a, const char *after)
 
 static void print_device_table(const json_t *items)
 {
-	static const char *const headers[] = {"ID",    "MODEL", "FIRMWARE", "TAGS",
-	                                      "OWNER", "STATE", "UPDATED",  NULL};
-	struct ctl_table *t = ctl_table_new(headers);
-	const json_t *d;
-	size_t i;
+	static const struct ctl_column cols[] = {
+	        {"ID", "id", NULL},
+	        {"MODEL", "model", NULL},
+	        {"FIRMWARE", "firmware", NULL},
+	        {"TAGS", "tags", NULL},
+	        {"OWNER", "owner", NULL},
+	        {"STATE", "state", NULL},
+	        {"UPDATED", "updated_at", NULL},
+	        {NULL, NULL, NULL},
+	};
 
-	json_array_foreach (items, i, d) {
-		ctl_table_row(t);
-		ctl_table_field(t, d, "id");
-		ctl_table_field(t, d, "model");
-		ctl_table_field(t, d, "firmware");
-		ctl_table_field(t, d, "tags");
-		ctl_table_field(t, d, "owner");
-		ctl_table_field(t, d, "state");
-		ctl_table_field(t, d, "updated_at");
-	}
-	ctl_table_print(t);
+	ctl_print_items(items, cols);
 }
 
 /* Where the next page starts, on stderr so that stdout stays one table. */
@@ -457,6 +446,12 @@ static void print_more(const char *next)
 	clean = ctl_clean(next);
 	fprintf(stderr, "more: --after %s (or --all)\n", clean);
 	ctl_free(clean);
+}
+
+static void print_page(const json_t *answer)
+{
+	print_device_table(json_object_get(answer, "items"));
+	print_more(ctl_str(answer, "next"));
 }
 
 /* --all: every page's items into `all`. An exit code. */
@@ -492,7 +487,6 @@ static int list_all(struct ctl *ctl, const struct ctl_args *a, json_t *all)
 
 static int run_list(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_int_t limit;
 	char *path;
 	int rc;
@@ -515,14 +509,7 @@ static int run_list(struct ctl *ctl, const struct ctl_args *a)
 		return rc;
 	}
 	path = list_path(a, ctl_value(a, "after"));
-	rc = ctl_http(ctl, "GET", path, NULL, &r);
-	if (rc == CTL_EXIT_OK && ctl->json) {
-		ctl_print_json(r.json);
-	} else if (rc == CTL_EXIT_OK) {
-		print_device_table(json_object_get(r.json, "items"));
-		print_more(ctl_str(r.json, "next"));
-	}
-	ctl_reply_clear(&r);
+	rc = ctl_http_show(ctl, "GET", path, NULL, print_page);
 	ctl_free(path);
 	return rc;
 }
@@ -531,40 +518,25 @@ static int run_list(struct ctl *ctl, const struct ctl_args *a)
 
 static void print_device(const json_t *d)
 {
-	static const char *const headers[] = {"SERIAL",  "ISSUED",      "NOT-AFTER",
-	                                      "REVOKED", "FINGERPRINT", NULL};
+	static const struct ctl_column cols[] = {
+	        {"SERIAL", "serial", NULL},           {"ISSUED", "issued_at", NULL},
+	        {"NOT-AFTER", "not_after", NULL},     {"REVOKED", "revoked_at", NULL},
+	        {"FINGERPRINT", "fingerprint", NULL}, {NULL, NULL, NULL},
+	};
 	const json_t *certs = json_object_get(d, "certificates");
-	struct ctl_table *t;
-	const json_t *c;
-	size_t i;
 
 	ctl_print_object(d, NULL);
 	if (json_array_size(certs) == 0)
 		return;
 	fputs("\ncertificates:\n", stdout);
-	t = ctl_table_new(headers);
-	json_array_foreach (certs, i, c) {
-		ctl_table_row(t);
-		ctl_table_field(t, c, "serial");
-		ctl_table_field(t, c, "issued_at");
-		ctl_table_field(t, c, "not_after");
-		ctl_table_field(t, c, "revoked_at");
-		ctl_table_field(t, c, "fingerprint");
-	}
-	ctl_table_print(t);
+	ctl_print_items(certs, cols);
 }
 
 static int run_show(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/devices/{}", a->pos[0], a->pos[1]);
-	int rc = ctl_http(ctl, "GET", path, NULL, &r);
+	int rc = ctl_http_show(ctl, "GET", path, NULL, print_device);
 
-	if (rc == CTL_EXIT_OK && ctl->json)
-		ctl_print_json(r.json);
-	else if (rc == CTL_EXIT_OK)
-		print_device(r.json);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }
@@ -580,7 +552,6 @@ static void set_or_clear(const struct ctl_args *a, json_t *body, const char *nam
 
 static int run_set(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	char *path = NULL;
 	int rc = CTL_EXIT_OK;
@@ -601,13 +572,8 @@ static int run_set(struct ctl *ctl, const struct ctl_args *a)
 		goto out;
 	}
 	path = ctl_path("/v1/tenants/{}/devices/{}", a->pos[0], a->pos[1]);
-	rc = ctl_http(ctl, "PATCH", path, body, &r);
-	if (rc == CTL_EXIT_OK && ctl->json)
-		ctl_print_json(r.json);
-	else if (rc == CTL_EXIT_OK)
-		print_device(r.json);
+	rc = ctl_http_show(ctl, "PATCH", path, body, print_device);
 out:
-	ctl_reply_clear(&r);
 	json_decref(body);
 	ctl_free(path);
 	return rc;
@@ -652,14 +618,11 @@ static int run_revoke(struct ctl *ctl, const struct ctl_args *a)
 
 static int run_rm(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/devices/{}", a->pos[0], a->pos[1]);
-	int rc = ctl_http(ctl, "DELETE", path, NULL, &r);
+	int rc =
+	        ctl_http_delete(ctl, path, "deleted device %s of %s (its certificates are revoked)",
+	                        a->pos[1], a->pos[0]);
 
-	if (rc == CTL_EXIT_OK && !ctl->json)
-		printf("deleted device %s of %s (its certificates are revoked)\n", a->pos[1],
-		       a->pos[0]);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }

@@ -462,3 +462,35 @@ void ctl_reply_clear(struct ctl_reply *reply)
 	json_decref(reply->json);
 	reply->json = NULL;
 }
+
+int ctl_http_show(struct ctl *ctl, const char *method, const char *path, json_t *body,
+                  void (*print)(const json_t *answer))
+{
+	struct ctl_reply r = {0};
+	int rc = ctl_http(ctl, method, path, body, &r);
+
+	if (rc == CTL_EXIT_OK && ctl->json)
+		ctl_print_json(r.json);
+	else if (rc == CTL_EXIT_OK && print != NULL)
+		print(r.json);
+	else if (rc == CTL_EXIT_OK)
+		ctl_print_object(r.json, NULL);
+	ctl_reply_clear(&r);
+	return rc;
+}
+
+int ctl_http_delete(struct ctl *ctl, const char *path, const char *fmt, ...)
+{
+	struct ctl_reply r = {0};
+	int rc = ctl_http(ctl, "DELETE", path, NULL, &r);
+	va_list ap;
+
+	if (rc == CTL_EXIT_OK && !ctl->json) {
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		putchar('\n');
+	}
+	ctl_reply_clear(&r);
+	return rc;
+}

@@ -277,6 +277,19 @@ int ctl_int_opt(const struct ctl_args *a, const char *name, long long min, long 
 	return 1;
 }
 
+int ctl_set_int_opt(json_t *obj, const char *key, const struct ctl_args *a, const char *name,
+                    long long min, long long max)
+{
+	json_int_t v;
+	int rc = ctl_int_opt(a, name, min, max, &v);
+
+	if (rc < 0)
+		return CTL_EXIT_USAGE;
+	if (rc > 0)
+		ctl_json_set(obj, key, json_integer(v));
+	return CTL_EXIT_OK;
+}
+
 /* ---- global flags --------------------------------------------------------------------------- */
 
 struct globals {

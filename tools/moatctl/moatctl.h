@@ -105,6 +105,11 @@ int ctl_usage(const struct ctl_args *a, const char *fmt, ...) __attribute__((for
 int ctl_int_opt(const struct ctl_args *a, const char *name, long long min, long long max,
                 json_int_t *out);
 
+/* Sets key to the integer value of option `name`, if given (ctl_int_opt); returns 0, or
+ * CTL_EXIT_USAGE after the usage message. */
+int ctl_set_int_opt(json_t *obj, const char *key, const struct ctl_args *a, const char *name,
+                    long long min, long long max);
+
 /*
  * Reads a whole input file ("-" is standard input) as a NUL-terminated string. NULL after
  * printing why (unreadable, too big, holds NUL bytes). The caller frees it.
@@ -158,6 +163,19 @@ int ctl_http(struct ctl *ctl, const char *method, const char *path, json_t *body
              struct ctl_reply *reply);
 void ctl_reply_clear(struct ctl_reply *reply);
 
+/*
+ * ctl_http for a command whose output is the answer: on success prints it, with --json as the
+ * API sent it, else with print, or as key: value lines (ctl_print_object) when print is NULL.
+ * Returns the exit code.
+ */
+int ctl_http_show(struct ctl *ctl, const char *method, const char *path, json_t *body,
+                  void (*print)(const json_t *answer));
+
+/* DELETE path; on success, unless --json, prints the line made from fmt (its newline added
+ * here). Returns the exit code. */
+int ctl_http_delete(struct ctl *ctl, const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* Starts and stops libcurl; ctl_http_done also drops the connection kept between requests. */
 int ctl_http_init(void);
 void ctl_http_done(void);
@@ -187,6 +205,18 @@ void ctl_table_value(struct ctl_table *t, const json_t *v); /* formatted with ct
 void ctl_table_field(struct ctl_table *t, const json_t *obj, const char *key);
 /* Prints (empty tables print "(none)" on stderr and nothing on stdout) and frees. */
 void ctl_table_print(struct ctl_table *t);
+
+/* A column of ctl_print_items: its header and the member it shows, of the item itself or, when
+ * `in` is not NULL, of the item's object member `in` (a rule's "hits"). */
+struct ctl_column {
+	const char *header;
+	const char *key;
+	const char *in;
+};
+
+/* A table of items (an array of objects), a row each, with the columns cols (ended by a NULL
+ * header), printed as ctl_table_print does. */
+void ctl_print_items(const json_t *items, const struct ctl_column *cols);
 
 /* "key: value" lines with the values aligned. */
 struct ctl_kv;

@@ -202,11 +202,18 @@ static void table_push(struct ctl_table *t, char *cell)
 	t->cells[t->ncells++] = cell;
 }
 
-struct ctl_table *ctl_table_new(const char *const *headers)
+static struct ctl_table *table_new(void)
 {
 	struct ctl_table *t = ctl_malloc(sizeof(*t));
 
 	memset(t, 0, sizeof(*t));
+	return t;
+}
+
+struct ctl_table *ctl_table_new(const char *const *headers)
+{
+	struct ctl_table *t = table_new();
+
 	for (; *headers != NULL; headers++, t->ncols++)
 		table_push(t, ctl_strdup(*headers));
 	return t;
@@ -275,6 +282,24 @@ void ctl_table_print(struct ctl_table *t)
 	ctl_free(t->cells);
 	ctl_free(width);
 	ctl_free(t);
+}
+
+void ctl_print_items(const json_t *items, const struct ctl_column *cols)
+{
+	struct ctl_table *t = table_new();
+	const struct ctl_column *c;
+	const json_t *item;
+	size_t i;
+
+	for (c = cols; c->header != NULL; c++, t->ncols++)
+		table_push(t, ctl_strdup(c->header));
+	json_array_foreach (items, i, item) {
+		ctl_table_row(t);
+		for (c = cols; c->header != NULL; c++)
+			ctl_table_field(t, c->in != NULL ? json_object_get(item, c->in) : item,
+			                c->key);
+	}
+	ctl_table_print(t);
 }
 
 /* ---- key: value -------------------------------------------------------------------------- */

@@ -16,7 +16,6 @@ static const char *const text_fields[][2] = {
 /* Fills a rule body from the options add and set share. An exit code. */
 static int fill_rule(const struct ctl_args *a, json_t *body)
 {
-	json_int_t n;
 	int rc;
 
 	for (size_t i = 0; i < sizeof(text_fields) / sizeof(text_fields[0]); i++) {
@@ -33,36 +32,20 @@ static int fill_rule(const struct ctl_args *a, json_t *body)
 		ctl_json_set_str(body, "expr", expr);
 		ctl_free(expr);
 	}
-	if (ctl_value(a, "status") != NULL && ctl_value(a, "status")[0] == '\0') {
+	if (ctl_value(a, "status") != NULL && ctl_value(a, "status")[0] == '\0')
 		ctl_json_set(body, "status", json_null());
-	} else {
-		rc = ctl_int_opt(a, "status", 100, 599, &n);
-		if (rc < 0)
-			return CTL_EXIT_USAGE;
-		if (rc > 0)
-			ctl_json_set(body, "status", json_integer(n));
-	}
-	rc = ctl_int_opt(a, "position", -1000000000, 1000000000, &n);
-	if (rc < 0)
-		return CTL_EXIT_USAGE;
-	if (rc > 0)
-		ctl_json_set(body, "position", json_integer(n));
+	else if ((rc = ctl_set_int_opt(body, "status", a, "status", 100, 599)) != CTL_EXIT_OK)
+		return rc;
+	rc = ctl_set_int_opt(body, "position", a, "position", -1000000000, 1000000000);
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	if (ctl_has(a, "disabled"))
 		ctl_json_set(body, "enabled", json_false());
 	return CTL_EXIT_OK;
 }
 
-static void show_rule(const struct ctl *ctl, const json_t *rule)
-{
-	if (ctl->json)
-		ctl_print_json(rule);
-	else
-		ctl_print_object(rule, NULL);
-}
-
 static int run_add(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	char *path = NULL;
 	int rc;
@@ -77,11 +60,8 @@ static int run_add(struct ctl *ctl, const struct ctl_args *a)
 	if (rc != CTL_EXIT_OK)
 		goto out;
 	path = ctl_path("/v1/tenants/{}/rules", a->pos[0]);
-	rc = ctl_http(ctl, "POST", path, body, &r);
-	if (rc == CTL_EXIT_OK)
-		show_rule(ctl, r.json);
+	rc = ctl_http_show(ctl, "POST", path, body, NULL);
 out:
-	ctl_reply_clear(&r);
 	json_decref(body);
 	ctl_free(path);
 	return rc;
@@ -89,7 +69,6 @@ out:
 
 static int run_set(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	char *path = NULL;
 	int rc;
@@ -108,76 +87,49 @@ static int run_set(struct ctl *ctl, const struct ctl_args *a)
 		goto out;
 	}
 	path = ctl_path("/v1/tenants/{}/rules/{}", a->pos[0], a->pos[1]);
-	rc = ctl_http(ctl, "PATCH", path, body, &r);
-	if (rc == CTL_EXIT_OK)
-		show_rule(ctl, r.json);
+	rc = ctl_http_show(ctl, "PATCH", path, body, NULL);
 out:
-	ctl_reply_clear(&r);
 	json_decref(body);
 	ctl_free(path);
 	return rc;
 }
 
+static void print_rules(const json_t *answer)
+{
+	static const struct ctl_column cols[] = {
+	        {"POS", "position", NULL},      {"ID", "id", NULL},
+	        {"ACTION", "action", NULL},     {"MODE", "mode", NULL},
+	        {"SCOPE", "scope", NULL},       {"ENABLED", "enabled", NULL},
+	        {"ENFORCE", "enforce", "hits"}, {"DRY-RUN", "dry_run", "hits"},
+	        {"NAME", "name", NULL},         {NULL, NULL, NULL},
+	};
+
+	ctl_print_items(json_object_get(answer, "items"), cols);
+}
+
 static int run_list(struct ctl *ctl, const struct ctl_args *a)
 {
-	static const char *const headers[] = {"POS",     "ID",      "ACTION",  "MODE", "SCOPE",
-	                                      "ENABLED", "ENFORCE", "DRY-RUN", "NAME", NULL};
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/rules", a->pos[0]);
-	int rc = ctl_http(ctl, "GET", path, NULL, &r);
-	struct ctl_table *t;
-	const json_t *rule;
-	size_t i;
+	int rc = ctl_http_show(ctl, "GET", path, NULL, print_rules);
 
-	if (rc != CTL_EXIT_OK || ctl->json) {
-		if (rc == CTL_EXIT_OK)
-			ctl_print_json(r.json);
-		goto out;
-	}
-	t = ctl_table_new(headers);
-	json_array_foreach (json_object_get(r.json, "items"), i, rule) {
-		const json_t *hits = json_object_get(rule, "hits");
-
-		ctl_table_row(t);
-		ctl_table_field(t, rule, "position");
-		ctl_table_field(t, rule, "id");
-		ctl_table_field(t, rule, "action");
-		ctl_table_field(t, rule, "mode");
-		ctl_table_field(t, rule, "scope");
-		ctl_table_field(t, rule, "enabled");
-		ctl_table_field(t, hits, "enforce");
-		ctl_table_field(t, hits, "dry_run");
-		ctl_table_field(t, rule, "name");
-	}
-	ctl_table_print(t);
-out:
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }
 
 static int run_show(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/rules/{}", a->pos[0], a->pos[1]);
-	int rc = ctl_http(ctl, "GET", path, NULL, &r);
+	int rc = ctl_http_show(ctl, "GET", path, NULL, NULL);
 
-	if (rc == CTL_EXIT_OK)
-		show_rule(ctl, r.json);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }
 
 static int run_rm(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}/rules/{}", a->pos[0], a->pos[1]);
-	int rc = ctl_http(ctl, "DELETE", path, NULL, &r);
+	int rc = ctl_http_delete(ctl, path, "deleted rule %s of %s", a->pos[1], a->pos[0]);
 
-	if (rc == CTL_EXIT_OK && !ctl->json)
-		printf("deleted rule %s of %s\n", a->pos[1], a->pos[0]);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }

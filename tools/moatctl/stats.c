@@ -7,31 +7,23 @@
 
 static void print_tenant_stats(const json_t *s)
 {
-	static const char *const headers[] = {"RULE", "ENFORCE", "DRY-RUN", NULL};
+	static const struct ctl_column cols[] = {
+	        {"RULE", "id", NULL},
+	        {"ENFORCE", "enforce", "hits"},
+	        {"DRY-RUN", "dry_run", "hits"},
+	        {NULL, NULL, NULL},
+	};
 	const json_t *rules = json_object_get(s, "rules");
-	struct ctl_table *t;
-	const json_t *rule;
-	size_t i;
 
 	ctl_print_object(s, NULL);
 	if (json_array_size(rules) == 0)
 		return;
 	fputs("\nrule hits:\n", stdout);
-	t = ctl_table_new(headers);
-	json_array_foreach (rules, i, rule) {
-		const json_t *hits = json_object_get(rule, "hits");
-
-		ctl_table_row(t);
-		ctl_table_field(t, rule, "id");
-		ctl_table_field(t, hits, "enforce");
-		ctl_table_field(t, hits, "dry_run");
-	}
-	ctl_table_print(t);
+	ctl_print_items(rules, cols);
 }
 
 static int run_stats(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	const char *device = ctl_value(a, "device"), *rule = ctl_value(a, "rule");
 	char *path;
 	int rc;
@@ -44,14 +36,9 @@ static int run_stats(struct ctl *ctl, const struct ctl_args *a)
 		path = ctl_path("/v1/tenants/{}/rules/{}/stats", a->pos[0], rule);
 	else
 		path = ctl_path("/v1/tenants/{}/stats", a->pos[0]);
-	rc = ctl_http(ctl, "GET", path, NULL, &r);
-	if (rc == CTL_EXIT_OK && ctl->json)
-		ctl_print_json(r.json);
-	else if (rc == CTL_EXIT_OK && device == NULL && rule == NULL)
-		print_tenant_stats(r.json);
-	else if (rc == CTL_EXIT_OK)
-		ctl_print_object(r.json, NULL);
-	ctl_reply_clear(&r);
+	/* one device's or one rule's counters are key: value lines alone */
+	rc = ctl_http_show(ctl, "GET", path, NULL,
+	                   device == NULL && rule == NULL ? print_tenant_stats : NULL);
 	ctl_free(path);
 	return rc;
 }

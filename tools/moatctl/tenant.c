@@ -19,15 +19,6 @@ static void print_tenant(const json_t *t)
 	}
 }
 
-/* Prints the tenant answer of add, show and set. */
-static void show_answer(const struct ctl *ctl, const json_t *t)
-{
-	if (ctl->json)
-		ctl_print_json(t);
-	else
-		print_tenant(t);
-}
-
 /* A JSON array of the list option's values; "" alone means an empty list. */
 static json_t *string_array(const char *const *values)
 {
@@ -83,7 +74,6 @@ static int fill_common(const struct ctl_args *a, json_t *body)
 static int fill_ca(const struct ctl_args *a, json_t *body)
 {
 	json_t *ca;
-	json_int_t days;
 	int rc;
 
 	if (ctl_has(a, "ca-key") && !ctl_has(a, "ca-cert"))
@@ -104,17 +94,11 @@ static int fill_ca(const struct ctl_args *a, json_t *body)
 	ctl_json_set(ca, "generate", json_true());
 	if (ctl_has(a, "ca-cn"))
 		ctl_json_set_str(ca, "cn", ctl_value(a, "ca-cn"));
-	rc = ctl_int_opt(a, "ca-days", 1, 36500, &days);
-	if (rc < 0)
-		return CTL_EXIT_USAGE;
-	if (rc > 0)
-		ctl_json_set(ca, "days", json_integer(days));
-	return CTL_EXIT_OK;
+	return ctl_set_int_opt(ca, "days", a, "ca-days", 1, 36500);
 }
 
 static int run_add(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	int rc;
 
@@ -128,63 +112,40 @@ static int run_add(struct ctl *ctl, const struct ctl_args *a)
 		rc = fill_ca(a, body);
 	if (rc != CTL_EXIT_OK)
 		goto out;
-	rc = ctl_http(ctl, "POST", "/v1/tenants", body, &r);
-	if (rc == CTL_EXIT_OK)
-		show_answer(ctl, r.json);
+	rc = ctl_http_show(ctl, "POST", "/v1/tenants", body, print_tenant);
 out:
-	ctl_reply_clear(&r);
 	json_decref(body);
 	return rc;
 }
 
+static void print_tenants(const json_t *answer)
+{
+	static const struct ctl_column cols[] = {
+	        {"NAME", "name", NULL},     {"HOSTS", "hosts", NULL},
+	        {"ORIGIN", "origin", NULL}, {"TCP-ORIGIN", "tcp_origin", NULL},
+	        {"SOURCE", "source", NULL}, {"CREATED", "created_at", NULL},
+	        {NULL, NULL, NULL},
+	};
+
+	ctl_print_items(json_object_get(answer, "items"), cols);
+}
+
 static int run_list(struct ctl *ctl, const struct ctl_args *a)
 {
-	static const char *const headers[] = {"NAME",   "HOSTS",   "ORIGIN", "TCP-ORIGIN",
-	                                      "SOURCE", "CREATED", NULL};
-	struct ctl_reply r = {0};
-	struct ctl_table *t;
-	const json_t *item;
-	size_t i;
-	int rc = ctl_http(ctl, "GET", "/v1/tenants", NULL, &r);
-
-	if (rc != CTL_EXIT_OK)
-		goto out;
-	if (ctl->json) {
-		ctl_print_json(r.json);
-		goto out;
-	}
-	t = ctl_table_new(headers);
-	json_array_foreach (json_object_get(r.json, "items"), i, item) {
-		ctl_table_row(t);
-		ctl_table_field(t, item, "name");
-		ctl_table_field(t, item, "hosts");
-		ctl_table_field(t, item, "origin");
-		ctl_table_field(t, item, "tcp_origin");
-		ctl_table_field(t, item, "source");
-		ctl_table_field(t, item, "created_at");
-	}
-	ctl_table_print(t);
-out:
-	ctl_reply_clear(&r);
-	return rc;
+	return ctl_http_show(ctl, "GET", "/v1/tenants", NULL, print_tenants);
 }
 
 static int run_show(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tenants/{}", a->pos[0]);
-	int rc = ctl_http(ctl, "GET", path, NULL, &r);
+	int rc = ctl_http_show(ctl, "GET", path, NULL, print_tenant);
 
-	if (rc == CTL_EXIT_OK)
-		show_answer(ctl, r.json);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }
 
 static int run_set(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	char *path = NULL;
 	int rc = fill_common(a, body);
@@ -196,11 +157,8 @@ static int run_set(struct ctl *ctl, const struct ctl_args *a)
 		goto out;
 	}
 	path = ctl_path("/v1/tenants/{}", a->pos[0]);
-	rc = ctl_http(ctl, "PATCH", path, body, &r);
-	if (rc == CTL_EXIT_OK)
-		show_answer(ctl, r.json);
+	rc = ctl_http_show(ctl, "PATCH", path, body, print_tenant);
 out:
-	ctl_reply_clear(&r);
 	json_decref(body);
 	ctl_free(path);
 	return rc;
@@ -235,17 +193,13 @@ static int confirm_delete(const struct ctl_args *a)
 
 static int run_rm(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path;
 	int rc = confirm_delete(a);
 
 	if (rc != CTL_EXIT_OK)
 		return rc;
 	path = ctl_path("/v1/tenants/{}", a->pos[0]);
-	rc = ctl_http(ctl, "DELETE", path, NULL, &r);
-	if (rc == CTL_EXIT_OK && !ctl->json)
-		printf("deleted tenant %s\n", a->pos[0]);
-	ctl_reply_clear(&r);
+	rc = ctl_http_delete(ctl, path, "deleted tenant %s", a->pos[0]);
 	ctl_free(path);
 	return rc;
 }

@@ -5,65 +5,49 @@
 
 #include "moatctl.h"
 
+static void print_new_token(const json_t *token)
+{
+	ctl_print_object(token, NULL);
+	fputs("moatctl: the token is shown only now: store it\n", stderr);
+}
+
 static int run_add(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	json_t *body = json_object();
 	int rc;
 
 	ctl_json_set_str(body, "name", a->pos[0]);
 	if (ctl_has(a, "tenant"))
 		ctl_json_set_str(body, "tenant", ctl_value(a, "tenant"));
-	rc = ctl_http(ctl, "POST", "/v1/tokens", body, &r);
-	if (rc == CTL_EXIT_OK && ctl->json) {
-		ctl_print_json(r.json);
-	} else if (rc == CTL_EXIT_OK) {
-		ctl_print_object(r.json, NULL);
-		fputs("moatctl: the token is shown only now: store it\n", stderr);
-	}
-	ctl_reply_clear(&r);
+	rc = ctl_http_show(ctl, "POST", "/v1/tokens", body, print_new_token);
 	json_decref(body);
 	return rc;
 }
 
+static void print_tokens(const json_t *answer)
+{
+	static const struct ctl_column cols[] = {
+	        {"ID", "id", NULL},
+	        {"NAME", "name", NULL},
+	        {"TENANT", "tenant", NULL},
+	        {"CREATED", "created_at", NULL},
+	        {"LAST-USED", "last_used_at", NULL},
+	        {NULL, NULL, NULL},
+	};
+
+	ctl_print_items(json_object_get(answer, "items"), cols);
+}
+
 static int run_list(struct ctl *ctl, const struct ctl_args *a)
 {
-	static const char *const headers[] = {"ID", "NAME", "TENANT", "CREATED", "LAST-USED", NULL};
-	struct ctl_reply r = {0};
-	struct ctl_table *t;
-	const json_t *tok;
-	size_t i;
-	int rc = ctl_http(ctl, "GET", "/v1/tokens", NULL, &r);
-
-	if (rc != CTL_EXIT_OK || ctl->json) {
-		if (rc == CTL_EXIT_OK)
-			ctl_print_json(r.json);
-		goto out;
-	}
-	t = ctl_table_new(headers);
-	json_array_foreach (json_object_get(r.json, "items"), i, tok) {
-		ctl_table_row(t);
-		ctl_table_field(t, tok, "id");
-		ctl_table_field(t, tok, "name");
-		ctl_table_field(t, tok, "tenant");
-		ctl_table_field(t, tok, "created_at");
-		ctl_table_field(t, tok, "last_used_at");
-	}
-	ctl_table_print(t);
-out:
-	ctl_reply_clear(&r);
-	return rc;
+	return ctl_http_show(ctl, "GET", "/v1/tokens", NULL, print_tokens);
 }
 
 static int run_rm(struct ctl *ctl, const struct ctl_args *a)
 {
-	struct ctl_reply r = {0};
 	char *path = ctl_path("/v1/tokens/{}", a->pos[0]);
-	int rc = ctl_http(ctl, "DELETE", path, NULL, &r);
+	int rc = ctl_http_delete(ctl, path, "deleted token %s", a->pos[0]);
 
-	if (rc == CTL_EXIT_OK && !ctl->json)
-		printf("deleted token %s\n", a->pos[0]);
-	ctl_reply_clear(&r);
 	ctl_free(path);
 	return rc;
 }

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <ftw.h>
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -25,89 +24,24 @@
 #include "core/alloc.h"
 #include "core/gen.h"
 
+#include "fixture.h"
+
 /* ---- fixture: a data dir, a store, the operator token from the first start --------------- */
-
-static struct {
-	char dir[64];
-	struct moat_store *store;
-	struct moat_admin_ctx *ctx;
-	char op[128]; /* the operator token */
-	unsigned changed;
-	int64_t now_ms;
-} F;
-
-static void on_changed(void *arg)
-{
-	(void)arg;
-	F.changed++;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int setup(void **state)
 {
-	struct moat_admin_env env;
-	const char *err = NULL;
-	char path[128], *token = NULL;
+	char *token = NULL;
 
 	(void)state;
-	memset(&F, 0, sizeof(F));
-	snprintf(F.dir, sizeof(F.dir), "/tmp/moat-coretest-XXXXXX");
-	if (mkdtemp(F.dir) == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/moat.db", F.dir);
-	if (moat_store_open(path, &err, &F.store) != MOAT_OK)
-		return -1;
-	memset(&env, 0, sizeof(env));
-	env.store = F.store;
-	env.data_dir = F.dir;
-	env.changed = on_changed;
-	env.started_at = time(NULL) - 5;
-	env.version = "9.9.9";
-	F.ctx = moat_admin_ctx_new(&env);
-	if (F.ctx == NULL || moat_admin_bootstrap(F.ctx, &token) != MOAT_OK || token == NULL)
+	if (fixture_open("coretest", "9.9.9", time(NULL) - 5, 0) != 0 ||
+	    moat_admin_bootstrap(F.ctx, &token) != MOAT_OK || token == NULL)
 		return -1;
 	snprintf(F.op, sizeof(F.op), "%s", token);
 	moat_free(token);
-	F.now_ms = (int64_t)time(NULL) * 1000;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	moat_admin_ctx_free(F.ctx);
-	moat_store_close(F.store);
-	nftw(F.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
-
-/* A request with defaults: JSON body with its length, from 127.0.0.1, at F.now_ms. */
-static struct moat_admin_req req(const char *method, const char *target, const char *auth,
-                                 const char *body)
-{
-	struct moat_admin_req r;
-
-	memset(&r, 0, sizeof(r));
-	r.method = method;
-	r.target = target;
-	r.authorization = auth;
-	r.content_type = body != NULL ? "application/json" : NULL;
-	r.has_length = body != NULL;
-	r.body = body != NULL ? body : "";
-	r.body_len = body != NULL ? strlen(body) : 0;
-	r.source = "127.0.0.1";
-	r.now_ms = F.now_ms;
-	return r;
-}
 
 /* Sends r; returns the status, the parsed answer in *out (if out), the response in *keep (if
  * keep; the caller clears it). */
@@ -135,9 +69,11 @@ static int send_req(const struct moat_admin_req *r, json_t **out, struct moat_ad
 	return status;
 }
 
-/* One call with a token (NULL: none) and a JSON text body (NULL: none). */
-static int call(const char *method, const char *target, const char *token, const char *body,
-                json_t **out)
+/* One request with a token (NULL: none) and a JSON text body (NULL: none). Unlike the
+ * fixture's call(), it can go without a token, runs at the fixed F.now_ms, and wants every
+ * answer to be a JSON object. */
+static int request(const char *method, const char *target, const char *token, const char *body,
+                   json_t **out)
 {
 	char auth[200];
 	struct moat_admin_req r;
@@ -149,18 +85,13 @@ static int call(const char *method, const char *target, const char *token, const
 	return send_req(&r, out, NULL);
 }
 
-static const char *str(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /* The "error" of an answer, and the status. */
 static void expect_error(const char *method, const char *target, const char *token,
                          const char *body, int status, const char *error)
 {
 	json_t *o = NULL;
 
-	assert_int_equal(call(method, target, token, body, &o), status);
+	assert_int_equal(request(method, target, token, body, &o), status);
 	assert_non_null(o);
 	assert_string_equal(str(o, "error"), error);
 	assert_non_null(str(o, "detail"));
@@ -177,7 +108,7 @@ static json_t *create_tenant(const char *body)
 {
 	json_t *o = NULL;
 
-	assert_int_equal(call("POST", "/v1/tenants", F.op, body, &o), 201);
+	assert_int_equal(request("POST", "/v1/tenants", F.op, body, &o), 201);
 	return o;
 }
 
@@ -191,7 +122,7 @@ static void make_token(const char *name, const char *tenant, char *out, size_t c
 		snprintf(body, sizeof(body), "{\"name\":\"%s\",\"tenant\":\"%s\"}", name, tenant);
 	else
 		snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
-	assert_int_equal(call("POST", "/v1/tokens", F.op, body, &o), 201);
+	assert_int_equal(request("POST", "/v1/tokens", F.op, body, &o), 201);
 	snprintf(out, cap, "%s", str(o, "token"));
 	json_decref(o);
 }
@@ -237,18 +168,18 @@ static void test_health_version(void **state)
 	json_t *o = NULL;
 
 	(void)state;
-	assert_int_equal(call("GET", "/v1/health", NULL, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/health", NULL, NULL, &o), 200);
 	assert_string_equal(str(o, "status"), "ok");
 	assert_string_equal(str(o, "store"), "ok");
 	assert_true(json_integer_value(json_object_get(o, "uptime_s")) >= 5);
 	json_decref(o);
-	assert_int_equal(call("GET", "/v1/version", NULL, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/version", NULL, NULL, &o), 200);
 	assert_string_equal(str(o, "version"), "9.9.9");
 	assert_string_equal(str(o, "api"), "v1");
 	assert_int_equal(json_integer_value(json_object_get(o, "schema")), 1);
 	json_decref(o);
 	moat_store_fail(F.store, 1);
-	assert_int_equal(call("GET", "/v1/health", NULL, NULL, &o), 503);
+	assert_int_equal(request("GET", "/v1/health", NULL, NULL, &o), 503);
 	assert_string_equal(str(o, "status"), "degraded");
 	json_decref(o);
 	moat_store_fail(F.store, 0);
@@ -303,15 +234,15 @@ static void test_routing(void **state)
 	for (i = 0; i < MOAT_ARRAY_LEN(unknown); i++)
 		expect_error("GET", unknown[i], F.op, NULL, 404, "not_found");
 	/* the query is not part of the path; escapes in the path are decoded */
-	assert_int_equal(call("GET", "/v1/tenants?x=1", F.op, NULL, NULL), 200);
+	assert_int_equal(request("GET", "/v1/tenants?x=1", F.op, NULL, NULL), 200);
 	json_decref(create_tenant(acme_body));
-	assert_int_equal(call("GET", "/v1/tenants/ac%6De", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/ac%6De", F.op, NULL, &o), 200);
 	assert_string_equal(str(o, "name"), "acme");
 	json_decref(o);
 	/* POST .../rules/validate is its own route; the same path with GET is the rule */
-	assert_int_not_equal(
-	        call("POST", "/v1/tenants/acme/rules/validate", F.op, "{\"expr\":\"true\"}", NULL),
-	        405);
+	assert_int_not_equal(request("POST", "/v1/tenants/acme/rules/validate", F.op,
+	                             "{\"expr\":\"true\"}", NULL),
+	                     405);
 }
 
 /* ---- authentication ------------------------------------------------------------------------ */
@@ -351,7 +282,7 @@ static void test_auth(void **state)
 	assert_int_equal(send_req(&r, &o, NULL), 200);
 	assert_non_null(json_object_get(o, "items"));
 	json_decref(o);
-	assert_int_equal(call("GET", "/v1/tenants", F.op, NULL, NULL), 200);
+	assert_int_equal(request("GET", "/v1/tenants", F.op, NULL, NULL), 200);
 }
 
 static int from(const char *source, const char *token, int64_t now_ms, unsigned *retry_after)
@@ -462,7 +393,7 @@ static void test_body(void **state)
 	        "]]]]]]]]]]]]]]]]]]]]]]]}",
 	        400, "bad_request");
 	/* a body on a route without one is only parsed */
-	assert_int_equal(call("GET", "/v1/tenants", F.op, "{\"ignored\":1}", NULL), 200);
+	assert_int_equal(request("GET", "/v1/tenants", F.op, "{\"ignored\":1}", NULL), 200);
 	expect_error("GET", "/v1/tenants", F.op, "{", 400, "bad_request");
 }
 
@@ -582,12 +513,12 @@ static void test_tenant_bad_values(void **state)
 
 	(void)state;
 	for (i = 0; i < MOAT_ARRAY_LEN(bodies); i++) {
-		if (call("POST", "/v1/tenants", F.op, bodies[i], &o) != 400)
+		if (request("POST", "/v1/tenants", F.op, bodies[i], &o) != 400)
 			fail_msg("not refused: %s", bodies[i]);
 		assert_string_equal(str(o, "error"), "bad_request");
 		json_decref(o);
 	}
-	assert_int_equal(call("GET", "/v1/tenants", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants", F.op, NULL, &o), 200);
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 0);
 	json_decref(o);
 	assert_int_equal(file_mode("keys/a"), -1);
@@ -600,7 +531,7 @@ static void test_tenant_get_list(void **state)
 	(void)state;
 	json_decref(create_tenant(beta_body));
 	json_decref(create_tenant(acme_body));
-	assert_int_equal(call("GET", "/v1/tenants", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants", F.op, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_int_equal(json_array_size(items), 2);
 	assert_string_equal(str(json_array_get(items, 0), "name"), "acme");
@@ -608,7 +539,7 @@ static void test_tenant_get_list(void **state)
 	check_tenant_shape(json_array_get(items, 0));
 	json_decref(o);
 
-	assert_int_equal(call("GET", "/v1/tenants/acme", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme", F.op, NULL, &o), 200);
 	check_tenant_shape(o);
 	assert_int_equal(json_array_size(json_object_get(o, "device_cas")), 1);
 	assert_non_null(strstr(str(o, "server_ca"), "BEGIN CERTIFICATE"));
@@ -630,11 +561,12 @@ static void test_tenant_update(void **state)
 	assert_int_equal(moat_store_tenant_get(F.store, "acme", &before), MOAT_OK);
 
 	/* origins change without a new certificate */
-	assert_int_equal(call("PATCH", "/v1/tenants/acme", F.op,
-	                      "{\"origin\":\"https://127.0.0.1:8443\","
-	                      "\"tcp_origin\":\"tls://127.0.0.1:8883\",\"quarantine_allow\":null}",
-	                      &o),
-	                 200);
+	assert_int_equal(
+	        request("PATCH", "/v1/tenants/acme", F.op,
+	                "{\"origin\":\"https://127.0.0.1:8443\","
+	                "\"tcp_origin\":\"tls://127.0.0.1:8883\",\"quarantine_allow\":null}",
+	                &o),
+	        200);
 	assert_string_equal(str(o, "origin"), "https://127.0.0.1:8443");
 	assert_string_equal(str(o, "tcp_origin"), "tls://127.0.0.1:8883");
 	assert_int_equal(json_array_size(json_object_get(o, "quarantine_allow")), 0);
@@ -645,8 +577,8 @@ static void test_tenant_update(void **state)
 	moat_store_tenant_clear(&after);
 
 	/* new hosts: a new certificate, the old key removed */
-	assert_int_equal(call("PATCH", "/v1/tenants/acme", F.op,
-	                      "{\"hosts\":[\"acme.devices.local\",\"new.acme.local\"]}", &o),
+	assert_int_equal(request("PATCH", "/v1/tenants/acme", F.op,
+	                         "{\"hosts\":[\"acme.devices.local\",\"new.acme.local\"]}", &o),
 	                 200);
 	assert_int_equal(json_array_size(json_object_get(o, "hosts")), 2);
 	json_decref(o);
@@ -667,7 +599,7 @@ static void test_tenant_update(void **state)
 	             "bad_request");
 	expect_error("PATCH", "/v1/tenants/acme", F.op, "{\"name\":\"other\"}", 400, "bad_request");
 	expect_error("PATCH", "/v1/tenants/nope", F.op, "{\"origin\":null}", 404, "not_found");
-	assert_int_equal(call("GET", "/v1/tenants/acme", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme", F.op, NULL, &o), 200);
 	assert_string_equal(str(o, "origin"), "https://127.0.0.1:8443");
 	json_decref(o);
 }
@@ -697,14 +629,14 @@ static void test_tenant_server_cert_import(void **state)
 	                 "acme.devices.local", "origin", "http://127.0.0.1:8080", "server_cert",
 	                 cert, "server_key", key);
 	text = json_dumps(body, 0);
-	assert_int_equal(call("POST", "/v1/tenants", F.op, text, &o), 201);
+	assert_int_equal(request("POST", "/v1/tenants", F.op, text, &o), 201);
 	assert_true(json_is_null(json_object_get(o, "server_ca")));
 	json_decref(o);
 	free(text);
 	json_decref(body);
 	/* an imported certificate stays when the hosts change */
-	assert_int_equal(call("PATCH", "/v1/tenants/acme", F.op,
-	                      "{\"hosts\":[\"acme.devices.local\",\"b.local\"]}", &o),
+	assert_int_equal(request("PATCH", "/v1/tenants/acme", F.op,
+	                         "{\"hosts\":[\"acme.devices.local\",\"b.local\"]}", &o),
 	                 200);
 	assert_true(json_is_null(json_object_get(o, "server_ca")));
 	json_decref(o);
@@ -728,7 +660,7 @@ static void test_tenant_delete(void **state)
 	json_decref(create_tenant(acme_body));
 	assert_int_equal(file_mode("keys/acme"), 0700);
 	changed = F.changed;
-	assert_int_equal(call("DELETE", "/v1/tenants/acme", F.op, NULL, NULL), 204);
+	assert_int_equal(request("DELETE", "/v1/tenants/acme", F.op, NULL, NULL), 204);
 	assert_true(F.changed > changed);
 	assert_int_equal(file_mode("keys/acme"), -1);
 	expect_error("GET", "/v1/tenants/acme", F.op, NULL, 404, "not_found");
@@ -744,7 +676,7 @@ static int64_t ca_create(const char *body, int status)
 	json_t *o = NULL;
 	int64_t id;
 
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", F.op, body, &o), status);
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", F.op, body, &o), status);
 	id = json_integer_value(json_object_get(o, "id"));
 	json_decref(o);
 	return id;
@@ -758,15 +690,15 @@ static void test_cas(void **state)
 
 	(void)state;
 	json_decref(create_tenant(acme_body));
-	assert_int_equal(call("GET", "/v1/tenants/acme/cas", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme/cas", F.op, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_int_equal(json_array_size(items), 1);
 	first = json_integer_value(json_object_get(json_array_get(items, 0), "id"));
 	json_decref(o);
 
 	/* generated, with a name and a validity */
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", F.op,
-	                      "{\"generate\":true,\"cn\":\"fleet 2\",\"days\":10}", &o),
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", F.op,
+	                         "{\"generate\":true,\"cn\":\"fleet 2\",\"days\":10}", &o),
 	                 201);
 	assert_string_equal(str(o, "subject"), "CN=fleet 2");
 	assert_true(json_is_true(json_object_get(o, "has_key")));
@@ -778,7 +710,7 @@ static void test_cas(void **state)
 	make_ca("imported CA", &cert, &key);
 	body = json_pack("{s:s, s:s}", "cert", cert, "key", key);
 	text = json_dumps(body, 0);
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", F.op, text, &o), 201);
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", F.op, text, &o), 201);
 	assert_true(json_is_false(json_object_get(o, "generated")));
 	assert_true(json_is_true(json_object_get(o, "has_key")));
 	imp = json_integer_value(json_object_get(o, "id"));
@@ -791,7 +723,7 @@ static void test_cas(void **state)
 	make_ca("bare CA", &cert, &key);
 	body = json_pack("{s:s}", "cert", cert);
 	text = json_dumps(body, 0);
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", F.op, text, &o), 201);
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", F.op, text, &o), 201);
 	assert_true(json_is_false(json_object_get(o, "has_key")));
 	bare = json_integer_value(json_object_get(o, "id"));
 	json_decref(o);
@@ -808,7 +740,7 @@ static void test_cas(void **state)
 	/* no body generates */
 	assert_true(ca_create(NULL, 201) > bare);
 
-	assert_int_equal(call("GET", "/v1/tenants/acme/cas", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme/cas", F.op, NULL, &o), 200);
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 5);
 	json_decref(o);
 
@@ -816,13 +748,13 @@ static void test_cas(void **state)
 	expect_error("DELETE", "/v1/tenants/acme/cas/999", F.op, NULL, 404, "not_found");
 	expect_error("DELETE", "/v1/tenants/acme/cas/x1", F.op, NULL, 404, "not_found");
 	expect_error("DELETE", "/v1/tenants/nope/cas/1", F.op, NULL, 404, "not_found");
-	assert_int_equal(call("GET", "/v1/tenants/acme/cas", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme/cas", F.op, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	while (json_array_size(items) > 1) {
 		snprintf(target, sizeof(target), "/v1/tenants/acme/cas/%lld",
 		         (long long)json_integer_value(
 		                 json_object_get(json_array_get(items, 0), "id")));
-		assert_int_equal(call("DELETE", target, F.op, NULL, NULL), 204);
+		assert_int_equal(request("DELETE", target, F.op, NULL, NULL), 204);
 		json_array_remove(items, 0);
 	}
 	snprintf(target, sizeof(target), "/v1/tenants/acme/cas/%lld",
@@ -837,7 +769,8 @@ static void test_signing_ca(void **state)
 	struct moat_admin_call c;
 	struct moat_admin_resp rs;
 	struct moat_admin_req r = req("GET", "/", NULL, NULL);
-	char *cert = NULL, *key = NULL, *ca_cert, *ca_key, *text;
+	const struct moat_ca_signer *signer = NULL;
+	char *cert = NULL, *ca_cert, *ca_key, *text;
 	json_t *body, *o;
 
 	(void)state;
@@ -848,31 +781,29 @@ static void test_signing_ca(void **state)
 	c.req = &r;
 	c.resp = &rs;
 	c.token_id = "";
-	assert_int_equal(admin_signing_ca(&c, "acme", &cert, &key), MOAT_OK);
+	assert_int_equal(admin_signing_ca(&c, "acme", &signer, &cert), MOAT_OK);
 	assert_non_null(strstr(cert, "BEGIN CERTIFICATE"));
-	assert_non_null(strstr(key, "PRIVATE KEY"));
+	assert_non_null(signer);
 	moat_free(cert);
-	moat_ca_free_secret(key);
 	/* a newer CA without its key does not sign; a newer one with its key does */
 	make_ca("bare", &ca_cert, &ca_key);
 	body = json_pack("{s:s}", "cert", ca_cert);
 	text = json_dumps(body, 0);
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", F.op, text, &o), 201);
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", F.op, text, &o), 201);
 	json_decref(o);
 	free(text);
 	json_decref(body);
-	assert_int_equal(admin_signing_ca(&c, "acme", &cert, &key), MOAT_OK);
+	assert_int_equal(admin_signing_ca(&c, "acme", &signer, &cert), MOAT_OK);
 	assert_string_not_equal(cert, ca_cert);
 	moat_free(cert);
-	moat_ca_free_secret(key);
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", F.op, "{\"cn\":\"newest\"}", &o),
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", F.op, "{\"cn\":\"newest\"}", &o),
 	                 201);
 	json_decref(o);
-	assert_int_equal(admin_signing_ca(&c, "acme", &cert, &key), MOAT_OK);
+	assert_int_equal(admin_signing_ca(&c, "acme", &signer, &cert), MOAT_OK);
 	assert_non_null(cert);
 	moat_free(cert);
-	moat_ca_free_secret(key);
-	assert_int_equal(admin_signing_ca(&c, "nope", &cert, &key), MOAT_ENOTFOUND);
+	assert_int_equal(admin_signing_ca(&c, "nope", &signer, &cert), MOAT_ENOTFOUND);
+	assert_null(signer);
 	assert_null(cert);
 	moat_free(ca_cert);
 	moat_ca_free_secret(ca_key);
@@ -890,20 +821,20 @@ static void test_tokens(void **state)
 
 	(void)state;
 	json_decref(create_tenant(acme_body));
-	assert_int_equal(call("POST", "/v1/tokens", F.op, "{\"name\":\"ci\"}", &o), 201);
+	assert_int_equal(request("POST", "/v1/tokens", F.op, "{\"name\":\"ci\"}", &o), 201);
 	assert_int_equal(strlen(str(o, "id")), 16);
 	assert_true(json_is_null(json_object_get(o, "tenant")));
 	snprintf(ci, sizeof(ci), "%s", str(o, "token"));
 	assert_int_equal(strlen(ci), 65);
 	assert_memory_equal(ci + 5, str(o, "id"), 16);
 	json_decref(o);
-	assert_int_equal(call("GET", "/v1/tokens", ci, NULL, NULL), 200);
+	assert_int_equal(request("GET", "/v1/tokens", ci, NULL, NULL), 200);
 	expect_error("POST", "/v1/tokens", F.op, "{\"name\":\"x\",\"tenant\":\"nope\"}", 404,
 	             "not_found");
 	expect_error("POST", "/v1/tokens", F.op, "{\"name\":\"x\",\"tenant\":\"Bad\"}", 400,
 	             "bad_request");
 
-	assert_int_equal(call("GET", "/v1/tokens", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tokens", F.op, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_int_equal(json_array_size(items), 2);
 	for (i = 0; i < json_array_size(items); i++) {
@@ -919,13 +850,13 @@ static void test_tokens(void **state)
 
 	/* the ci token deleted: it no longer works */
 	snprintf(target, sizeof(target), "/v1/tokens/%.16s", ci + 5);
-	assert_int_equal(call("DELETE", target, F.op, NULL, NULL), 204);
+	assert_int_equal(request("DELETE", target, F.op, NULL, NULL), 204);
 	expect_error("GET", "/v1/tenants", ci, NULL, 401, "unauthorized");
 	expect_error("DELETE", target, F.op, NULL, 404, "not_found");
 	/* the last operator token cannot go */
 	snprintf(target, sizeof(target), "/v1/tokens/%.16s", F.op + 5);
 	expect_error("DELETE", target, F.op, NULL, 409, "conflict");
-	assert_int_equal(call("GET", "/v1/tenants", F.op, NULL, NULL), 200);
+	assert_int_equal(request("GET", "/v1/tenants", F.op, NULL, NULL), 200);
 }
 
 static void test_tenant_token(void **state)
@@ -956,33 +887,33 @@ static void test_tenant_token(void **state)
 	json_decref(create_tenant(beta_body));
 	make_token("acme ops", "acme", tok, sizeof(tok));
 
-	assert_int_equal(call("GET", "/v1/tenants", tok, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants", tok, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_int_equal(json_array_size(items), 1);
 	assert_string_equal(str(json_array_get(items, 0), "name"), "acme");
 	json_decref(o);
-	assert_int_equal(call("GET", "/v1/tenants/acme", tok, NULL, NULL), 200);
-	assert_int_equal(call("GET", "/v1/tenants/acme/cas", tok, NULL, NULL), 200);
-	assert_int_equal(call("PATCH", "/v1/tenants/acme", tok,
-	                      "{\"origin\":\"http://127.0.0.1:9000\"}", &o),
+	assert_int_equal(request("GET", "/v1/tenants/acme", tok, NULL, NULL), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme/cas", tok, NULL, NULL), 200);
+	assert_int_equal(request("PATCH", "/v1/tenants/acme", tok,
+	                         "{\"origin\":\"http://127.0.0.1:9000\"}", &o),
 	                 200);
 	assert_string_equal(str(o, "origin"), "http://127.0.0.1:9000");
 	json_decref(o);
-	assert_int_equal(call("POST", "/v1/tenants/acme/cas", tok, "{}", NULL), 201);
+	assert_int_equal(request("POST", "/v1/tenants/acme/cas", tok, "{}", NULL), 201);
 	for (i = 0; i < MOAT_ARRAY_LEN(calls); i++) {
-		int status = call(calls[i].method, calls[i].target, tok, calls[i].body, &o);
+		int status = request(calls[i].method, calls[i].target, tok, calls[i].body, &o);
 
 		if (status != calls[i].status)
 			fail_msg("%s %s: %d, not %d", calls[i].method, calls[i].target, status,
 			         calls[i].status);
 		json_decref(o);
 	}
-	assert_int_equal(call("GET", "/v1/tenants/beta", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/beta", F.op, NULL, &o), 200);
 	assert_true(json_is_null(json_object_get(o, "origin")));
 	json_decref(o);
 
 	/* deleting the tenant deletes its tokens */
-	assert_int_equal(call("DELETE", "/v1/tenants/acme", F.op, NULL, NULL), 204);
+	assert_int_equal(request("DELETE", "/v1/tenants/acme", F.op, NULL, NULL), 204);
 	expect_error("GET", "/v1/tenants", tok, NULL, 401, "unauthorized");
 }
 
@@ -1013,11 +944,11 @@ static void test_audit(void **state)
 	json_decref(create_tenant(beta_body));
 	make_token("acme ops", "acme", tok, sizeof(tok));
 	assert_int_equal(
-	        call("PATCH", "/v1/tenants/acme", tok, "{\"origin\":\"http://[::1]:80\"}", NULL),
+	        request("PATCH", "/v1/tenants/acme", tok, "{\"origin\":\"http://[::1]:80\"}", NULL),
 	        200);
-	assert_int_equal(call("DELETE", "/v1/tenants/beta", F.op, NULL, NULL), 204);
+	assert_int_equal(request("DELETE", "/v1/tenants/beta", F.op, NULL, NULL), 204);
 
-	assert_int_equal(call("GET", "/v1/audit", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/audit", F.op, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_true(json_is_null(json_object_get(o, "next")));
 	assert_true(has_action(items, "tenant.create", "acme"));
@@ -1053,14 +984,14 @@ static void test_audit(void **state)
 	json_decref(o);
 
 	/* pages */
-	assert_int_equal(call("GET", "/v1/audit?limit=2", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/audit?limit=2", F.op, NULL, &o), 200);
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
 	next = json_integer_value(json_object_get(o, "next"));
 	assert_int_equal(next, json_integer_value(json_object_get(
 	                               json_array_get(json_object_get(o, "items"), 1), "seq")));
 	json_decref(o);
 	snprintf(target, sizeof(target), "/v1/audit?before=%lld&limit=1", (long long)next);
-	assert_int_equal(call("GET", target, F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", target, F.op, NULL, &o), 200);
 	assert_true(json_integer_value(json_object_get(
 	                    json_array_get(json_object_get(o, "items"), 0), "seq")) < next);
 	json_decref(o);
@@ -1071,7 +1002,7 @@ static void test_audit(void **state)
 	expect_error("GET", "/v1/audit?limit=%zz", F.op, NULL, 400, "bad_request");
 
 	/* a tenant token sees its tenant's entries only */
-	assert_int_equal(call("GET", "/v1/audit", tok, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/audit", tok, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_true(json_array_size(items) >= 2);
 	for (i = 0; i < json_array_size(items); i++)
@@ -1141,7 +1072,7 @@ static void test_config_tenant(void **state)
 	(void)state;
 	publish_config_tenant();
 	json_decref(create_tenant(acme_body));
-	assert_int_equal(call("GET", "/v1/tenants", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants", F.op, NULL, &o), 200);
 	items = json_object_get(o, "items");
 	assert_int_equal(json_array_size(items), 2);
 	assert_string_equal(str(json_array_get(items, 1), "name"), "demo");
@@ -1149,7 +1080,7 @@ static void test_config_tenant(void **state)
 	check_tenant_shape(json_array_get(items, 1));
 	json_decref(o);
 
-	assert_int_equal(call("GET", "/v1/tenants/demo", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/demo", F.op, NULL, &o), 200);
 	assert_string_equal(str(o, "source"), "config");
 	assert_string_equal(str(o, "origin"), "http://127.0.0.1:8080");
 	assert_true(json_is_null(json_object_get(o, "server_ca")));
@@ -1159,7 +1090,7 @@ static void test_config_tenant(void **state)
 	assert_string_equal(str(json_array_get(items, 1), "subject"), "CN=demo CA 2");
 	assert_true(json_is_false(json_object_get(json_array_get(items, 1), "has_key")));
 	json_decref(o);
-	assert_int_equal(call("GET", "/v1/tenants/demo/cas", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/demo/cas", F.op, NULL, &o), 200);
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
 	json_decref(o);
 
@@ -1180,7 +1111,7 @@ static void test_config_tenant(void **state)
 	expect_error("PATCH", "/v1/tenants/acme", F.op, "{\"hosts\":[\"demo.example.com\"]}", 409,
 	             "conflict");
 	/* a token for it: made, or refused as a conflict, never a store failure */
-	status = call("POST", "/v1/tokens", F.op, "{\"name\":\"d\",\"tenant\":\"demo\"}", NULL);
+	status = request("POST", "/v1/tokens", F.op, "{\"name\":\"d\",\"tenant\":\"demo\"}", NULL);
 	assert_true(status == 201 || status == 409);
 	moat_gen_unpublish();
 }
@@ -1282,12 +1213,12 @@ static void test_store_failure(void **state)
 	expect_error("DELETE", "/v1/tenants/acme", F.op, NULL, 500, "internal");
 	expect_error("POST", "/v1/tokens", F.op, "{\"name\":\"x\"}", 500, "internal");
 	audit_trigger(0);
-	assert_int_equal(call("GET", "/v1/tenants/acme", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tenants/acme", F.op, NULL, &o), 200);
 	assert_string_equal(json_string_value(json_array_get(json_object_get(o, "hosts"), 0)),
 	                    "acme.devices.local");
 	assert_int_equal(json_array_size(json_object_get(o, "device_cas")), 1);
 	json_decref(o);
-	assert_int_equal(call("GET", "/v1/tokens", F.op, NULL, &o), 200);
+	assert_int_equal(request("GET", "/v1/tokens", F.op, NULL, &o), 200);
 	assert_int_equal(json_array_size(json_object_get(o, "items")), 1);
 	json_decref(o);
 	/* the server key and the CA key, no key of a change that did not happen */
@@ -1297,25 +1228,26 @@ static void test_store_failure(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_bootstrap, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_health_version, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_auth_limit, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_body, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_create, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_bad_values, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_get_list, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_update, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_server_cert_import, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_delete, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_cas, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_signing_ca, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tenant_token, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_config_tenant, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_bootstrap, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_health_version, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_routing, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_auth, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_auth_limit, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_body, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_create, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_bad_values, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_get_list, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_update, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_server_cert_import, setup,
+	                                        fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_delete, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_cas, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_signing_ca, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tokens, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tenant_token, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_audit, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_config_tenant, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_store_failure, setup, fixture_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,159 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <ftw.h>
 #include <cmocka.h>
 
 #include <jansson.h>
 
 #include "admin/internal.h"
 #include "core/alloc.h"
-#include "core/stats.h"
+
+#include "fixture.h"
 
 /* ---- fixture: a data dir, a store, an operator token, tenants acme and beta ---------------- */
-
-static struct {
-	char dir[64];
-	struct moat_store *store;
-	struct moat_stats *stats;
-	struct moat_admin_ctx *ctx;
-	char op[160]; /* operator token */
-	char beta[160]; /* a token limited to tenant beta */
-	unsigned changed;
-} F;
-
-static void on_changed(void *arg)
-{
-	(void)arg;
-	F.changed++;
-}
-
-/* One request; returns the status and, if out is not NULL, the parsed answer (NULL if none).
- * body is stolen. */
-static int call(const char *method, const char *target, const char *token, json_t *body,
-                json_t **out)
-{
-	struct moat_admin_req rq;
-	struct moat_admin_resp rs;
-	char auth[200];
-	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-	int status;
-
-	json_decref(body);
-	memset(&rq, 0, sizeof(rq));
-	memset(&rs, 0, sizeof(rs));
-	snprintf(auth, sizeof(auth), "Bearer %s", token);
-	rq.method = method;
-	rq.target = target;
-	rq.authorization = auth;
-	rq.content_type = text != NULL ? "application/json" : NULL;
-	rq.has_length = text != NULL;
-	rq.body = text != NULL ? text : "";
-	rq.body_len = text != NULL ? strlen(text) : 0;
-	rq.source = "127.0.0.1";
-	rq.now_ms = (int64_t)time(NULL) * 1000;
-	moat_admin_handle(F.ctx, &rq, &rs);
-	free(text);
-	status = rs.status;
-	if (out != NULL) {
-		json_error_t e;
-
-		*out = rs.body != NULL ? json_loadb(rs.body, rs.body_len, 0, &e) : NULL;
-		if (rs.body != NULL && *out == NULL)
-			fail_msg("answer is not JSON: %.*s", (int)rs.body_len, rs.body);
-	}
-	moat_admin_resp_clear(&rs);
-	return status;
-}
-
-/* A request whose answer is not needed; a JSON text body (may be NULL). */
-static int call_s(const char *method, const char *target, const char *token, const char *body)
-{
-	json_error_t e;
-	json_t *j = body != NULL ? json_loads(body, 0, &e) : NULL;
-
-	if (body != NULL && j == NULL)
-		fail_msg("bad test JSON: %s", body);
-	return call(method, target, token, j, NULL);
-}
-
-static const char *str(const json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void make_token(const char *name, const char *tenant, char *out, size_t cap)
-{
-	struct moat_store_token t;
-
-	memset(&t, 0, sizeof(t));
-	assert_int_equal(admin_token_make(&t, out, cap), MOAT_OK);
-	t.name = moat_strdup(name);
-	t.tenant = tenant != NULL ? moat_strdup(tenant) : NULL;
-	t.created_at = time(NULL);
-	assert_int_equal(moat_store_token_insert(F.store, &t), MOAT_OK);
-	moat_store_token_clear(&t);
-}
-
-static int setup_with(int with_stats)
-{
-	struct moat_admin_env env;
-	const char *err = NULL;
-	char path[128];
-
-	memset(&F, 0, sizeof(F));
-	snprintf(F.dir, sizeof(F.dir), "/tmp/moat-ruletest-XXXXXX");
-	if (mkdtemp(F.dir) == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/moat.db", F.dir);
-	if (moat_store_open(path, &err, &F.store) != MOAT_OK)
-		return -1;
-	F.stats = with_stats ? moat_stats_new() : NULL;
-	memset(&env, 0, sizeof(env));
-	env.store = F.store;
-	env.data_dir = F.dir;
-	env.stats = F.stats;
-	env.changed = on_changed;
-	env.started_at = time(NULL);
-	env.version = "test";
-	F.ctx = moat_admin_ctx_new(&env);
-	if (F.ctx == NULL)
-		return -1;
-	make_token("op", NULL, F.op, sizeof(F.op));
-	if (call_s("POST", "/v1/tenants", F.op,
-	           "{\"name\":\"acme\",\"hosts\":[\"acme.devices.local\"],"
-	           "\"origin\":\"http://127.0.0.1:8080\"}") != 201 ||
-	    call_s("POST", "/v1/tenants", F.op,
-	           "{\"name\":\"beta\",\"hosts\":[\"beta.devices.local\"],"
-	           "\"origin\":\"http://127.0.0.1:8081\"}") != 201)
-		return -1;
-	make_token("b", "beta", F.beta, sizeof(F.beta));
-	return 0;
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	return setup_with(0);
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	moat_admin_ctx_free(F.ctx);
-	moat_store_close(F.store);
-	moat_stats_free(F.stats);
-	nftw(F.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return 0;
+	return fixture_open_tenants("ruletest", 0);
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -682,20 +544,20 @@ static void test_isolation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test_setup_teardown(test_create_defaults, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_create_bad_expr, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_ids, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_order, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tcp_scope, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_whole_set, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_enable_disable, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_rule_stats, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_create_defaults, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_create_bad_expr, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_ids, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_fields, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_order, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_tcp_scope, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_whole_set, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_patch, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_enable_disable, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_delete, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_validate, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_rule_stats, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_store_failure, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_isolation, setup, fixture_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
