@@ -35,12 +35,10 @@
 set -uo pipefail # no -e: a failed run is recorded, the others go on
 export LC_ALL=C  # $EPOCHREALTIME and awk with a decimal point
 export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in bench/api
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-MOATD=${1:-}
-[ -n "$MOATD" ] && case $MOATD in /*) ;; *) MOATD=$PWD/$MOATD ;; esac
-cd "$(dirname "$0")/.." || exit 1
-ROOT=$PWD
-MOATD=${MOATD:-$ROOT/build/release/moatd}
+enter_tree "${1:-}"
 MOATCTL=${MOATCTL:-$(dirname "$MOATD")/moatctl}
 LIBMOAT=$(dirname "$MOATD")/libmoat.a
 
@@ -78,13 +76,7 @@ RESULTS=$OUT/results.txt
 MOATD_PID=
 ORIGIN_PID=
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-record() { echo "$*" >>"$RESULTS"; }
-kv() { # KEY LINE: the value of KEY in a key=value line
-	awk -v k="$1" '{for (i = 1; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == k) {print substr($i, n + 1); exit}}}' <<<"$2"
-}
-
-# ---- processes ----
+# ---- processes (moatd and the origin by their PIDs; record, kv, log and the rest: lib.sh) ----
 
 stop_pid() { # PID: TERM, then KILL after 10 s
 	local pid=$1 _
@@ -106,13 +98,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-
 # ---- checks, build, pinning ----
 
-for t in cc nginx ss python3 taskset; do
-	command -v "$t" >/dev/null || { echo "api.sh: $t is required" >&2; exit 1; }
-done
+require cc nginx ss python3 taskset
 [ -x "$MOATD" ] || { echo "api.sh: $MOATD not found (make O=... build/.../moatd)" >&2; exit 1; }
 [ -x "$MOATCTL" ] || { echo "api.sh: $MOATCTL not found (set MOATCTL)" >&2; exit 1; }
 [ -f "$LIBMOAT" ] || { echo "api.sh: $LIBMOAT not found (store_fill links it)" >&2; exit 1; }
@@ -138,46 +126,14 @@ cc -O2 -Wall -Wextra -Werror -Isrc bench/store_fill.c "$B/libmoat.a" \
 	-o "$B/store_fill" 2>"$LOGS/store_fill-build.txt" ||
 	{ echo "api.sh: store_fill does not build: $(head -n 5 "$LOGS/store_fill-build.txt")" >&2; exit 1; }
 
-NCPU=$(nproc)
-PIN_SERVER=() PIN_LOAD=()
-if [ "$NO_PIN" != 1 ] && [ "$NCPU" -ge 2 ] && taskset -c 0 true 2>/dev/null; then
-	LOAD_CPU=$((NCPU - 1))
-	SERVER_CPUS=0
-	[ "$NCPU" -gt 2 ] && SERVER_CPUS=0-$((NCPU - 2))
-	PIN_SERVER=(taskset -c "$SERVER_CPUS")
-	PIN_LOAD=(taskset -c "$LOAD_CPU")
-	PINNING="moatd on CPU $SERVER_CPUS; API clients, trial runner, moatctl and origin on CPU $LOAD_CPU (taskset)"
-else
-	PINNING="not pinned (taskset unavailable, fewer than 2 CPUs, or NO_PIN=1)"
-fi
+# moatd takes the proxy's CPUs (PIN_PROXY); everything else, the origin too, the load CPU
+pin_cpus load
+[ ${#PIN_LOAD[@]} -gt 0 ] &&
+	PINNING="moatd on CPU $PROXY_CPUS; API clients, trial runner, moatctl and origin on CPU $LOAD_CPU (taskset)"
 
 # ---- the origin: nginx, a small 200 for every path ----
 
-mkdir -p "$B/origin/tmp"
-cat >"$B/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $B/origin/nginx.pid;
-error_log $LOGS/origin-error.log warn;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $B/origin/tmp;
-	proxy_temp_path $B/origin/tmp;
-	fastcgi_temp_path $B/origin/tmp;
-	uwsgi_temp_path $B/origin/tmp;
-	scgi_temp_path $B/origin/tmp;
-	keepalive_timeout 600s;
-	keepalive_requests 100000000;
-	server {
-		listen 127.0.0.1:$ORIGIN_PORT;
-		location / {
-			default_type text/plain;
-			return 200 "hello from the bench origin\n";
-		}
-	}
-}
-EOF
+origin_conf "$B/origin.conf" 1024
 
 start_origin() {
 	local _
@@ -220,7 +176,7 @@ start_moatd() { # DIR [ready.py args...]
 		return 1
 	fi
 	t0=$EPOCHREALTIME
-	"${PIN_SERVER[@]}" "$MOATD" -c "$d/moat.conf" >>"$d/moatd.out" 2>&1 &
+	"${PIN_PROXY[@]}" "$MOATD" -c "$d/moat.conf" >>"$d/moatd.out" 2>&1 &
 	MOATD_PID=$!
 	READY=$("${PIN_LOAD[@]}" $PY "$HELP/ready.py" --t0 "$t0" --pid "$MOATD_PID" \
 		--port "$DEV_PORT" --admin "$ADMIN" "$@")
@@ -331,7 +287,7 @@ part_start() {
 		fill="devices=0 seconds=0"
 		if [ "$n" -gt 0 ]; then
 			log "store with $n devices: store_fill (one transaction)"
-			fill=$("${PIN_SERVER[@]}" "$B/store_fill" -t "$TENANT" "$D/data/moat.db" "$n" \
+			fill=$("${PIN_PROXY[@]}" "$B/store_fill" -t "$TENANT" "$D/data/moat.db" "$n" \
 				2>>"$LOGS/store_fill.txt") || { log "store_fill failed: $(tail -n 2 "$LOGS/store_fill.txt")"; continue; }
 		fi
 		db=$(du -b "$D/data/moat.db" | cut -f1)
@@ -375,7 +331,7 @@ rule_set() { # K
 	if [ "$k" -gt "$API_RULES" ]; then
 		"${PIN_LOAD[@]}" $PY "$HELP/setup.py" rules-tsv bench/rules/moat-1000.rules "$k" \
 			"$D/rules.tsv" 2>>"$LOGS/setup.txt" &&
-			line=$("${PIN_SERVER[@]}" "$B/store_fill" -t "$TENANT" -R "$D/rules.tsv" \
+			line=$("${PIN_PROXY[@]}" "$B/store_fill" -t "$TENANT" -R "$D/rules.tsv" \
 				"$D/data/moat.db" 0 2>>"$LOGS/store_fill.txt") ||
 			{ log "rules: cannot put $k rules into the store"; return 1; }
 		[ "$n" -gt "$BIG_TRIALS" ] && n=$BIG_TRIALS
@@ -417,10 +373,8 @@ cleanup
 
 # ---- report ----
 
-median() {
-	sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
-}
-fig() { # KIND KEY1 KEY2 FIELD: median of FIELD over the valid records "KIND KEY1 KEY2 ..."
+# this script's records have their own layout; median and round: lib.sh
+median_of() { # KIND KEY1 KEY2 FIELD: median of FIELD over the valid records "KIND KEY1 KEY2 ..."
 	awk -v k="$1" -v a="$2" -v b="$3" -v f="$4" '$1 == k && $2 == a && (b == "" || $3 == b) && !/ ok=0/ {
 		for (i = 3; i <= NF; i++) {n = index($i, "="); if (n && substr($i, 1, n - 1) == f) print substr($i, n + 1)}}' \
 		"$RESULTS" | median
@@ -430,14 +384,13 @@ one() { # KIND KEY1 KEY2 FIELD: the field of the first such record
 		for (i = 3; i <= NF; i++) {n = index($i, "="); if (n && substr($i, 1, n - 1) == f) {print substr($i, n + 1); exit}}}' \
 		"$RESULTS"
 }
-runs() { awk -v a="$1" -v b="$2" '$1 == "enroll" && $2 == a && $3 == b {n++; if ($5 == "ok=1") v++} END {printf "%d/%d", v, n}' "$RESULTS"; }
+enroll_runs() { awk -v a="$1" -v b="$2" '$1 == "enroll" && $2 == a && $3 == b {n++; if ($5 == "ok=1") v++} END {printf "%d/%d", v, n}' "$RESULTS"; }
 all_runs() { awk -v a="$1" -v b="$2" -v f="$3" '$1 == "enroll" && $2 == a && $3 == b {for (i = 5; i <= NF; i++) if (index($i, f "=") == 1) s = s sprintf(" %.0f", substr($i, length(f) + 2))} END {print substr(s, 2)}' "$RESULTS"; }
-round() { awk -v a="$1" -v d="${2:-0}" 'BEGIN {if (a == "n/a" || a == "" || a == "nan") print "n/a"; else printf "%.*f", d, a}'; }
 mib() { awk -v a="$1" 'BEGIN {if (a == "n/a" || a == "") print "n/a"; else printf "%.1f", a / 1024}'; }
 verdict() { awk -v v="$1" -v m="$2" 'BEGIN {if (v == "" || v == "n/a" || v == "nan") print "n/a"; else print (v + 0 < m) ? "met" : "MISSED"}'; }
 
 {
-	echo "moat control-plane bench - $(date -u +%Y-%m-%d), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr)"
+	echo "moat control-plane bench - $(machine)"
 	echo "moatd: $MOATD_SRC, sha256 $MOATD_SHA, built $MOATD_BUILT UTC (copied at the start); WORKERS=$WORKERS; $($PY --version), $(openssl version | awk '{print $1, $2}'), SQLite $(pkg-config --modversion sqlite3)"
 	echo "pinning: $PINNING"
 	echo "load average: $LOADAVG_START at the start, $LOADAVG_MID after part 1, $LOADAVG_END at the end; $ELAPSED s in all"
@@ -448,14 +401,14 @@ verdict() { awk -v v="$1" -v m="$2" 'BEGIN {if (v == "" || v == "n/a" || v == "n
 		for mode in $ENROLL_MODES; do
 			for c in $ENROLL_CLIENTS; do
 				printf '%-8s %7s %10s %16s %10s %12s %7s%% %7s%% %7s%% %16s %6s\n' "$mode" "$c" \
-					"$(round "$(fig enroll "$mode" "$c" per_second)")" "$(all_runs "$mode" "$c" per_second)" \
-					"$(round "$(fig enroll "$mode" "$c" lat_p50_ms)" 2)" "$(round "$(fig enroll "$mode" "$c" lat_p99_ms)" 2)" \
-					"$(round "$(fig enroll "$mode" "$c" moatd_cpu_pct)")" "$(round "$(fig enroll "$mode" "$c" client_cpu_pct)")" \
-					"$(round "$(fig enroll "$mode" "$c" other_cpu_pct)")" "$(round "$(fig enroll "$mode" "$c" moatd_ms_per_enroll)" 3)" \
-					"$(runs "$mode" "$c")"
+					"$(round "$(median_of enroll "$mode" "$c" per_second)")" "$(all_runs "$mode" "$c" per_second)" \
+					"$(round "$(median_of enroll "$mode" "$c" lat_p50_ms)" 2)" "$(round "$(median_of enroll "$mode" "$c" lat_p99_ms)" 2)" \
+					"$(round "$(median_of enroll "$mode" "$c" moatd_cpu_pct)")" "$(round "$(median_of enroll "$mode" "$c" client_cpu_pct)")" \
+					"$(round "$(median_of enroll "$mode" "$c" other_cpu_pct)")" "$(round "$(median_of enroll "$mode" "$c" moatd_ms_per_enroll)" 3)" \
+					"$(enroll_runs "$mode" "$c")"
 			done
 		done
-		echo "generations built per run (median): $(for mode in $ENROLL_MODES; do for c in $ENROLL_CLIENTS; do printf '%s/%s %s (%s ms building)  ' "$mode" "$c" "$(round "$(fig enroll "$mode" "$c" gens)")" "$(round "$(fig enroll "$mode" "$c" build_ms)")"; done; done)"
+		echo "generations built per run (median): $(for mode in $ENROLL_MODES; do for c in $ENROLL_CLIENTS; do printf '%s/%s %s (%s ms building)  ' "$mode" "$c" "$(round "$(median_of enroll "$mode" "$c" gens)")" "$(round "$(median_of enroll "$mode" "$c" build_ms)")"; done; done)"
 		hot=$(awk '$1 == "enroll" {for (i = 5; i <= NF; i++) if ($i ~ /^client_cpu_pct=/) {split($i, a, "="); if (a[2] + 0 > 90) n++}} END {print n + 0}' "$RESULTS")
 		[ "$hot" -gt 0 ] && echo "NOTE: in $hot runs the clients used more than 90% of their core: those rates are lower bounds (the client was the limit)"
 		noisy=$(awk '$1 == "enroll" {for (i = 5; i <= NF; i++) if ($i ~ /^other_cpu_pct=/) {split($i, a, "="); if (a[2] + 0 > 10) n++}} END {print n + 0}' "$RESULTS")
@@ -465,15 +418,15 @@ verdict() { awk -v v="$1" -v m="$2" 'BEGIN {if (v == "" || v == "n/a" || v == "n
 		echo
 		echo "2. moatd's start and memory with N devices in the store (one tenant; median of $REPEAT starts; page cache warm; the last column: VmHWM after the trials of part 3)"
 		printf '%10s %9s %9s %10s %10s %10s %10s %9s %9s %12s %14s\n' devices "fill s" "store MB" "ready ms" "listen ms" "health ms" "served ms" "RSS MiB" "HWM MiB" "RSS B/device" "HWM after ch."
-		rss0=$(fig start 0 "" rss_kb)
+		rss0=$(median_of start 0 "" rss_kb)
 		for n in $SIZES; do
-			rss=$(fig start "$n" "" rss_kb)
+			rss=$(median_of start "$n" "" rss_kb)
 			per=$(awk -v a="$rss" -v b="$rss0" -v n="$n" 'BEGIN {if (n == 0 || a == "n/a" || b == "n/a") print "-"; else printf "%.0f", (a - b) * 1024 / n}')
 			printf '%10s %9s %9s %10s %10s %10s %10s %9s %9s %12s %14s\n' "$n" "$(round "$(one fill "$n" "" seconds)" 1)" \
 				"$(awk -v b="$(one fill "$n" "" db_bytes)" 'BEGIN {printf "%.1f", b / 1e6}')" \
-				"$(round "$(fig start "$n" "" ready_ms)")" "$(round "$(fig start "$n" "" listen_ms)")" \
-				"$(round "$(fig start "$n" "" health_ms)")" "$(round "$(fig start "$n" "" served_ms)")" \
-				"$(mib "$rss")" "$(mib "$(fig start "$n" "" hwm_kb)")" "$per" "$(mib "$(one mem "$n" "" hwm_kb)")"
+				"$(round "$(median_of start "$n" "" ready_ms)")" "$(round "$(median_of start "$n" "" listen_ms)")" \
+				"$(round "$(median_of start "$n" "" health_ms)")" "$(round "$(median_of start "$n" "" served_ms)")" \
+				"$(mib "$rss")" "$(mib "$(median_of start "$n" "" hwm_kb)")" "$per" "$(mib "$(one mem "$n" "" hwm_kb)")"
 		done
 		printf 'store_fill (one transaction through the store interface):'
 		awk '$1 == "fill" && $2 > 0' "$RESULTS" | while read -r l; do
@@ -516,7 +469,5 @@ verdict() { awk -v v="$1" -v m="$2" 'BEGIN {if (v == "" || v == "n/a" || v == "n
 		s=$(awk '$1 == "scale"' "$RESULTS")
 		[ -n "$s" ] && echo "enrollments into the store of $(awk '{print $2}' <<<"$s") devices (1 client, factory): $(round "$(kv per_second "$s")" 2)/s, p50 $(round "$(kv lat_p50_ms "$s")") ms, p99 $(round "$(kv lat_p99_ms "$s")") ms; $(kv gens "$s") generations, the longest built in $(round "$(kv build_ms_max "$s")") ms"
 	fi
-	echo
-	echo "all runs ($RESULTS):"
-	sed 's/^/  /' "$RESULTS"
+	results_listing
 } | tee "$OUT/summary.txt"

@@ -24,15 +24,16 @@
  * Output: one key=value line on stdout (with the "ready" line before it in idle mode), and a
  * human-readable summary on stderr.
  *
- * Build: cc -O2 -Wall -Wextra -Werror bench/loadgen.c -lssl -lcrypto -o build/bench/loadgen
+ * Build: cc -O2 -Wall -Wextra -Werror bench/loadgen.c bench/tlsclient.c -lssl -lcrypto \
+ *            -o build/bench/loadgen
  */
 #define _GNU_SOURCE
+#include "tlsclient.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 
@@ -57,7 +55,6 @@
 #define LINE_CAP 256
 #define MAX_EVENTS 512
 #define MAX_ERROR_LOGS 5
-#define NS_PER_S 1000000000ull
 #define GRACE_NS (2 * NS_PER_S) /* latency mode: time allowed for the last responses */
 #define SETUP_LIMIT_NS (120 * NS_PER_S) /* idle mode: longest connection set-up phase */
 #define FATAL_ERRORS 1000 /* give up after this many errors without a single success */
@@ -65,11 +62,6 @@
 /* epoll data for the two non-connection descriptors; connections use (gen << 32 | index) */
 #define EV_TIMER UINT64_MAX
 #define EV_SIGNAL (UINT64_MAX - 1)
-
-/* results of conn_recv / conn_send besides a byte count */
-#define IO_WANT_READ (-1)
-#define IO_WANT_WRITE (-2)
-#define IO_ERROR (-3)
 
 enum mode { MODE_RPS, MODE_HANDSHAKE, MODE_IDLE, MODE_LATENCY };
 static const char *const mode_names[] = {"rps", "handshake", "idle", "latency"};
@@ -135,13 +127,8 @@ struct hist {
 
 struct opts {
 	enum mode mode;
-	const char *target;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	char hostpart[256];
-	const char *sni, *host, *path, *ca, *cert, *key;
-	int tls_min, tls_max;
-	int plain;
+	struct tlsclient_opts net; /* -a, -s, -C, -c, -k, -V, -P */
+	const char *host, *path;
 	unsigned conns;
 	double duration, warmup, rate;
 	unsigned inflight;
@@ -174,7 +161,7 @@ static struct {
 	struct hist h;
 
 	/* negotiated parameters, from the first TLS connection */
-	char tls_version[32], tls_cipher[64], tls_group[32];
+	struct tlsclient_params tls;
 
 	/* idle mode */
 	unsigned idle_next, setting_up, up, failed, dropped, ready;
@@ -191,27 +178,7 @@ static struct {
 	uint64_t scheduled, sent, lost;
 } g;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "loadgen: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
+const char tlsclient_prog[] = "loadgen";
 
 /* ---- histogram ---- */
 
@@ -674,7 +641,7 @@ static void interest(struct conn *c, uint32_t events)
 	ev.events = events;
 	ev.data.u64 = (uint64_t)c->gen << 32 | c->idx;
 	if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
-		die("epoll_ctl: %s", strerror(errno));
+		tlsclient_die("epoll_ctl: %s", strerror(errno));
 	c->events = events;
 }
 
@@ -771,7 +738,7 @@ static const char *tls_reason(struct conn *c, int e, int saved_errno)
 	static char buf[320];
 	unsigned long err = ERR_get_error();
 	/* the verification result only means something when the server is being verified */
-	long v = c->ssl && g.o.ca ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+	long v = c->ssl && g.o.net.ca ? SSL_get_verify_result(c->ssl) : X509_V_OK;
 	size_t n;
 
 	if (err)
@@ -792,62 +759,22 @@ static const char *tls_reason(struct conn *c, int e, int saved_errno)
 /* Reads from the connection: a byte count, 0 at the end of the stream, or an IO_ code. */
 static long conn_recv(struct conn *c, char *buf, size_t n, const char **why)
 {
-	int r, e;
+	struct tlsclient_err e;
+	long r = tlsclient_recv(c->fd, c->ssl, buf, n, &e);
 
-	if (!c->ssl) {
-		ssize_t k = recv(c->fd, buf, n, 0);
-
-		if (k >= 0)
-			return (long)k;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return IO_WANT_READ;
-		*why = strerror(errno);
-		return IO_ERROR;
-	}
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_read(c->ssl, buf, (int)n);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ)
-		return IO_WANT_READ;
-	if (e == SSL_ERROR_WANT_WRITE)
-		return IO_WANT_WRITE;
-	if (e == SSL_ERROR_ZERO_RETURN)
-		return 0;
-	if (e == SSL_ERROR_SYSCALL && errno == 0 && ERR_peek_error() == 0)
-		return 0;
-	*why = tls_reason(c, e, errno);
-	return IO_ERROR;
+	if (r == IO_ERROR)
+		*why = e.ssl ? tls_reason(c, e.ssl, e.sys) : strerror(e.sys);
+	return r;
 }
 
 static long conn_send(struct conn *c, const char *buf, size_t n, const char **why)
 {
-	int r, e;
+	struct tlsclient_err e;
+	long r = tlsclient_send(c->fd, c->ssl, buf, n, &e);
 
-	if (!c->ssl) {
-		ssize_t k = send(c->fd, buf, n, MSG_NOSIGNAL);
-
-		if (k >= 0)
-			return (long)k;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return IO_WANT_WRITE;
-		*why = strerror(errno);
-		return IO_ERROR;
-	}
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_write(c->ssl, buf, (int)n);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ)
-		return IO_WANT_READ;
-	if (e == SSL_ERROR_WANT_WRITE)
-		return IO_WANT_WRITE;
-	*why = tls_reason(c, e, errno);
-	return IO_ERROR;
+	if (r == IO_ERROR)
+		*why = e.ssl ? tls_reason(c, e.ssl, e.sys) : strerror(e.sys);
+	return r;
 }
 
 static void conn_send_request(struct conn *c, uint64_t t)
@@ -860,6 +787,23 @@ static void conn_send_request(struct conn *c, uint64_t t)
 	conn_write(c);
 }
 
+/* idle mode: the connection is up, and held until the end */
+static void conn_hold(struct conn *c)
+{
+	c->st = CS_HELD;
+	interest(c, EPOLLIN);
+	g.setting_up--;
+	g.up++;
+}
+
+/* latency mode: the connection waits for the schedule to give it a request */
+static void conn_idle(struct conn *c)
+{
+	c->st = CS_READY;
+	interest(c, EPOLLIN);
+	free_push(c);
+}
+
 /* TCP (and TLS, if any) is up. */
 static void conn_established(struct conn *c)
 {
@@ -867,30 +811,44 @@ static void conn_established(struct conn *c)
 	switch (g.o.mode) {
 	case MODE_RPS:
 	case MODE_HANDSHAKE:
-		conn_send_request(c, now_ns());
+		conn_send_request(c, tlsclient_now_ns());
 		return;
 	case MODE_IDLE:
 		if (g.o.request_first) {
-			conn_send_request(c, now_ns());
+			conn_send_request(c, tlsclient_now_ns());
 			return;
 		}
-		c->st = CS_HELD;
-		interest(c, EPOLLIN);
-		g.setting_up--;
-		g.up++;
+		conn_hold(c);
 		return;
 	case MODE_LATENCY:
-		c->st = CS_READY;
-		interest(c, EPOLLIN);
-		free_push(c);
+		conn_idle(c);
 		lat_dispatch();
 		return;
 	}
 }
 
+/* A response to count in the results: a 2xx one is a sample of the time since t0. */
+static void count_response(int ok, uint64_t t0, uint64_t t)
+{
+	if (ok) {
+		g.responses++;
+		hist_add(&g.h, t - t0);
+	} else {
+		g.non2xx++;
+	}
+}
+
+/* A connection the server closed without an error: another takes its place. */
+static void conn_reopen(struct conn *c, int polite)
+{
+	conn_close(c, polite);
+	g.reconnects++;
+	conn_again(c);
+}
+
 static void conn_response(struct conn *c)
 {
-	uint64_t t = now_ns();
+	uint64_t t = tlsclient_now_ns();
 	int ok = c->r.status >= 200 && c->r.status < 300;
 
 	g.ever_ok++;
@@ -898,31 +856,16 @@ static void conn_response(struct conn *c)
 		g.total_ok++;
 	switch (g.o.mode) {
 	case MODE_RPS:
-		if (measuring(t)) {
-			if (ok) {
-				g.responses++;
-				hist_add(&g.h, t - c->t_req);
-			} else {
-				g.non2xx++;
-			}
-		}
-		if (c->r.close) {
-			conn_close(c, 1);
-			g.reconnects++;
-			conn_again(c);
-		} else {
+		if (measuring(t))
+			count_response(ok, c->t_req, t);
+		if (c->r.close)
+			conn_reopen(c, 1);
+		else
 			conn_send_request(c, t);
-		}
 		return;
 	case MODE_HANDSHAKE:
-		if (measuring(t)) {
-			if (ok) {
-				g.responses++;
-				hist_add(&g.h, t - c->t_open);
-			} else {
-				g.non2xx++;
-			}
-		}
+		if (measuring(t))
+			count_response(ok, c->t_open, t);
 		conn_close(c, 1);
 		conn_again(c);
 		return;
@@ -934,28 +877,15 @@ static void conn_response(struct conn *c)
 			           "the server closed the connection after the response");
 			return;
 		}
-		c->st = CS_HELD;
-		interest(c, EPOLLIN);
-		g.setting_up--;
-		g.up++;
+		conn_hold(c);
 		return;
 	case MODE_LATENCY:
-		if (c->counted) {
-			if (ok) {
-				g.responses++;
-				hist_add(&g.h, t - c->t_req);
-			} else {
-				g.non2xx++;
-			}
-		}
+		if (c->counted)
+			count_response(ok, c->t_req, t);
 		if (c->r.close) {
-			conn_close(c, 1);
-			g.reconnects++;
-			conn_again(c);
+			conn_reopen(c, 1);
 		} else {
-			c->st = CS_READY;
-			interest(c, EPOLLIN);
-			free_push(c);
+			conn_idle(c);
 		}
 		lat_dispatch();
 		return;
@@ -971,9 +901,7 @@ static void conn_eof(struct conn *c)
 	if (c->st == CS_READY) {
 		/* the server closed an unused keep-alive connection: not an error */
 		g.peer_closed++;
-		conn_close(c, 0);
-		g.reconnects++;
-		conn_again(c);
+		conn_reopen(c, 0);
 		return;
 	}
 	if (c->st == CS_READING && c->r.st == RS_HEAD && c->r.hlen == 0)
@@ -984,6 +912,18 @@ static void conn_eof(struct conn *c)
 		conn_error(c, "read", "connection closed by the server");
 }
 
+/* An I/O result that says what to wait for: the interest is set and 1 returned. */
+static int wait_for(struct conn *c, long n)
+{
+	if (n == IO_WANT_READ)
+		interest(c, EPOLLIN);
+	else if (n == IO_WANT_WRITE)
+		interest(c, EPOLLOUT);
+	else
+		return 0;
+	return 1;
+}
+
 static void conn_read(struct conn *c)
 {
 	for (;;) {
@@ -991,14 +931,8 @@ static void conn_read(struct conn *c)
 		long n = conn_recv(c, g.scratch, SCRATCH_SIZE, &why), used;
 		int done = 0;
 
-		if (n == IO_WANT_READ) {
-			interest(c, EPOLLIN);
+		if (wait_for(c, n))
 			return;
-		}
-		if (n == IO_WANT_WRITE) {
-			interest(c, EPOLLOUT);
-			return;
-		}
 		if (n == IO_ERROR) {
 			conn_error(c, "read", why);
 			return;
@@ -1034,14 +968,8 @@ static void conn_write(struct conn *c)
 		const char *why = NULL;
 		long n = conn_send(c, g.req + c->woff, g.reqlen - c->woff, &why);
 
-		if (n == IO_WANT_WRITE) {
-			interest(c, EPOLLOUT);
+		if (wait_for(c, n))
 			return;
-		}
-		if (n == IO_WANT_READ) {
-			interest(c, EPOLLIN);
-			return;
-		}
 		if (n == IO_ERROR) {
 			conn_error(c, "write", why);
 			return;
@@ -1052,50 +980,28 @@ static void conn_write(struct conn *c)
 	interest(c, EPOLLIN);
 }
 
-static void note_tls_params(SSL *ssl)
-{
-	int nid = (int)SSL_get_negotiated_group(ssl);
-	const char *gname = nid > 0 ? OBJ_nid2sn(nid) : NULL;
-
-	snprintf(g.tls_version, sizeof(g.tls_version), "%s", SSL_get_version(ssl));
-	snprintf(g.tls_cipher, sizeof(g.tls_cipher), "%s", SSL_get_cipher_name(ssl));
-	snprintf(g.tls_group, sizeof(g.tls_group), "%s", gname ? gname : "none");
-}
-
 static void conn_handshake(struct conn *c)
 {
-	int rc, e;
+	struct tlsclient_err e;
+	int r = tlsclient_handshake(c->ssl, &e);
 
-	ERR_clear_error();
-	errno = 0;
-	rc = SSL_connect(c->ssl);
-	if (rc == 1) {
-		if (!g.tls_version[0])
-			note_tls_params(c->ssl);
-		if (SSL_session_reused(c->ssl))
-			g.resumed++; /* never expected: no session is ever offered */
-		conn_established(c);
+	if (wait_for(c, r))
+		return;
+	if (r != 1) {
+		conn_error(c, "handshake", tls_reason(c, e.ssl, e.sys));
 		return;
 	}
-	e = SSL_get_error(c->ssl, rc);
-	if (e == SSL_ERROR_WANT_READ) {
-		interest(c, EPOLLIN);
-		return;
-	}
-	if (e == SSL_ERROR_WANT_WRITE) {
-		interest(c, EPOLLOUT);
-		return;
-	}
-	conn_error(c, "handshake", tls_reason(c, e, errno));
+	if (!g.tls.version[0])
+		tlsclient_params(c->ssl, &g.tls);
+	if (SSL_session_reused(c->ssl))
+		g.resumed++; /* never expected: no session is ever offered */
+	conn_established(c);
 }
 
 static void conn_connected(struct conn *c)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
+	int err = tlsclient_sock_error(c->fd);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
 	if (err) {
 		conn_error(c, "connect", strerror(err));
 		return;
@@ -1104,15 +1010,11 @@ static void conn_connected(struct conn *c)
 		conn_established(c);
 		return;
 	}
-	c->ssl = SSL_new(g.ctx);
-	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+	c->ssl = tlsclient_ssl_new(g.ctx, c->fd, &g.o.net);
+	if (!c->ssl) {
 		conn_error(c, "tls", "SSL_new failed");
 		return;
 	}
-	if (g.o.sni)
-		SSL_set_tlsext_host_name(c->ssl, g.o.sni);
-	if (g.o.ca && g.o.sni)
-		SSL_set1_host(c->ssl, g.o.sni);
 	c->st = CS_HANDSHAKE;
 	conn_handshake(c);
 }
@@ -1120,29 +1022,27 @@ static void conn_connected(struct conn *c)
 static void conn_open(struct conn *c)
 {
 	struct epoll_event ev;
-	int one = 1;
 
-	c->fd = socket(g.o.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->fd = socket(g.o.net.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	c->gen++;
 	c->events = EPOLLOUT;
 	c->nreq = 0;
 	c->counted = 0;
-	c->t_open = now_ns();
+	c->t_open = tlsclient_now_ns();
 	resp_reset(&c->r);
 	c->st = CS_CONNECTING;
 	if (c->fd < 0) {
 		conn_error(c, "socket", strerror(errno));
 		return;
 	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&g.o.addr, g.o.addrlen) < 0 && errno != EINPROGRESS) {
+	if (tlsclient_connect(c->fd, &g.o.net, 1) < 0) {
 		conn_error(c, "connect", strerror(errno));
 		return;
 	}
 	ev.events = EPOLLOUT;
 	ev.data.u64 = (uint64_t)c->gen << 32 | c->idx;
 	if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-		die("epoll_ctl: %s", strerror(errno));
+		tlsclient_die("epoll_ctl: %s", strerror(errno));
 }
 
 static void conn_event(struct conn *c, uint32_t events)
@@ -1212,7 +1112,7 @@ static void lat_arm(void)
 	its.it_value.tv_sec = (time_t)(g.lat_next / NS_PER_S);
 	its.it_value.tv_nsec = (long)(g.lat_next % NS_PER_S);
 	if (timerfd_settime(g.tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-		die("timerfd_settime: %s", strerror(errno));
+		tlsclient_die("timerfd_settime: %s", strerror(errno));
 }
 
 /* ---- idle mode ---- */
@@ -1227,7 +1127,7 @@ static void idle_fill(void)
 	}
 	if (!g.ready && g.idle_next == g.o.conns && g.setting_up == 0) {
 		g.ready = 1;
-		g.t_ready = now_ns();
+		g.t_ready = tlsclient_now_ns();
 		g.t_end = g.t_ready + (uint64_t)(g.o.duration * (double)NS_PER_S);
 		printf("ready=1 up=%u failed=%u setup_s=%.3f\n", g.up, g.failed,
 		       (double)(g.t_ready - g.t_start) / (double)NS_PER_S);
@@ -1269,54 +1169,6 @@ static void usage(FILE *f)
 	        "  -h, --help\n");
 }
 
-static double parse_num(const char *s, const char *what, double min)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || v < min)
-		die("bad value for %s", what);
-	return v;
-}
-
-static void parse_target(struct opts *o)
-{
-	struct addrinfo hints, *res = NULL;
-	const char *t = o->target, *port;
-	size_t hl;
-	int rc;
-
-	if (t[0] == '[') {
-		const char *rb = strchr(t, ']');
-
-		if (!rb || rb[1] != ':')
-			die("bad address %s", t);
-		hl = (size_t)(rb - t - 1);
-		t++;
-		port = rb + 2;
-	} else {
-		port = strrchr(t, ':');
-		if (!port)
-			die("bad address %s (HOST:PORT)", t);
-		hl = (size_t)(port - t);
-		port++;
-	}
-	if (hl == 0 || hl >= sizeof(o->hostpart))
-		die("bad address %s", o->target);
-	memcpy(o->hostpart, t, hl);
-	o->hostpart[hl] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(o->hostpart, port, &hints, &res);
-	if (rc != 0 || !res)
-		die("cannot resolve the target: %s", gai_strerror(rc));
-	memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
-	o->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-}
-
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lopts[] = {
@@ -1341,7 +1193,6 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	        {NULL, 0, NULL, 0},
 	};
 	int ch, have_mode = 0;
-	unsigned i;
 
 	memset(o, 0, sizeof(*o));
 	o->path = "/small";
@@ -1352,21 +1203,13 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	o->inflight = 100;
 	while ((ch = getopt_long(argc, argv, "m:a:s:H:u:C:c:k:V:Pn:d:w:r:i:Rqh", lopts, NULL)) !=
 	       -1) {
+		if (tlsclient_opt(&o->net, ch, optarg))
+			continue;
 		switch (ch) {
 		case 'm':
-			for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-				if (strcmp(optarg, mode_names[i]) == 0)
-					break;
-			if (i == sizeof(mode_names) / sizeof(mode_names[0]))
-				die("unknown mode %s", optarg);
-			o->mode = (enum mode)i;
+			o->mode = (enum mode)tlsclient_parse_mode(
+			        optarg, mode_names, sizeof(mode_names) / sizeof(mode_names[0]));
 			have_mode = 1;
-			break;
-		case 'a':
-			o->target = optarg;
-			break;
-		case 's':
-			o->sni = optarg;
 			break;
 		case 'H':
 			o->host = optarg;
@@ -1374,43 +1217,20 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case 'u':
 			o->path = optarg;
 			break;
-		case 'C':
-			o->ca = optarg;
-			break;
-		case 'c':
-			o->cert = optarg;
-			break;
-		case 'k':
-			o->key = optarg;
-			break;
-		case 'V':
-			if (strcmp(optarg, "1.2") == 0) {
-				o->tls_min = o->tls_max = TLS1_2_VERSION;
-			} else if (strcmp(optarg, "1.3") == 0) {
-				o->tls_min = o->tls_max = TLS1_3_VERSION;
-			} else if (strcmp(optarg, "any") == 0) {
-				o->tls_min = o->tls_max = 0;
-			} else {
-				die("unknown TLS version %s (1.2, 1.3, any)", optarg);
-			}
-			break;
-		case 'P':
-			o->plain = 1;
-			break;
 		case 'n':
-			o->conns = (unsigned)parse_num(optarg, "--conns", 1);
+			o->conns = (unsigned)tlsclient_parse_num(optarg, "--conns", 1);
 			break;
 		case 'd':
-			o->duration = parse_num(optarg, "--duration", 0.001);
+			o->duration = tlsclient_parse_num(optarg, "--duration", 0.001);
 			break;
 		case 'w':
-			o->warmup = parse_num(optarg, "--warmup", 0);
+			o->warmup = tlsclient_parse_num(optarg, "--warmup", 0);
 			break;
 		case 'r':
-			o->rate = parse_num(optarg, "--rate", 0.001);
+			o->rate = tlsclient_parse_num(optarg, "--rate", 0.001);
 			break;
 		case 'i':
-			o->inflight = (unsigned)parse_num(optarg, "--in-flight", 1);
+			o->inflight = (unsigned)tlsclient_parse_num(optarg, "--in-flight", 1);
 			break;
 		case 'R':
 			o->request_first = 1;
@@ -1426,69 +1246,36 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			exit(2);
 		}
 	}
-	if (optind != argc || !have_mode || !o->target) {
+	if (optind != argc || !have_mode || !o->net.target) {
 		usage(stderr);
 		exit(2);
 	}
-	if ((o->cert == NULL) != (o->key == NULL))
-		die("%s", "--cert and --key go together");
 	if (o->mode == MODE_IDLE)
 		o->warmup = 0;
-	parse_target(o);
+	tlsclient_opts_done(&o->net);
 }
 
 static SSL_CTX *tls_setup(const struct opts *o)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx = tlsclient_ctx_new(&o->net);
 
-	if (!ctx)
-		die("%s", "SSL_CTX_new failed");
-	if (o->tls_min)
-		SSL_CTX_set_min_proto_version(ctx, o->tls_min);
-	if (o->tls_max)
-		SSL_CTX_set_max_proto_version(ctx, o->tls_max);
-	/* every handshake is a full one: no session cache, no tickets asked for, none reused */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-	                              SSL_MODE_RELEASE_BUFFERS);
-	if (o->cert) {
-		if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1)
-			die("cannot load the client certificate %s", o->cert);
-		if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1)
-			die("cannot load the client key %s", o->key);
-		if (SSL_CTX_check_private_key(ctx) != 1)
-			die("the client key %s does not match the certificate", o->key);
-	}
-	if (o->ca) {
-		if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1)
-			die("cannot load the CA file %s", o->ca);
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }
 
 static void build_request(const struct opts *o)
 {
-	const char *host = o->host ? o->host : o->sni ? o->sni : o->hostpart;
+	const char *host = o->host ? o->host : o->net.sni ? o->net.sni : o->net.hostpart;
 	size_t cap = 1024 + strlen(o->path) + strlen(host);
 	int n;
 
 	g.req = malloc(cap);
 	if (!g.req)
-		die("%s", "out of memory");
+		tlsclient_die("%s", "out of memory");
 	n = snprintf(g.req, cap,
 	             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: moat-loadgen\r\n%s\r\n", o->path,
 	             host, o->mode == MODE_HANDSHAKE ? "Connection: close\r\n" : "");
 	g.reqlen = (size_t)n;
-}
-
-static double cpu_seconds(const struct rusage *ru)
-{
-	return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
-	       (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
 }
 
 /* ---- report ---- */
@@ -1499,7 +1286,7 @@ static void report(void)
 	uint64_t end = g.t_stop < g.t_end ? g.t_stop : g.t_end;
 	double secs = end > g.t_meas ? (double)(end - g.t_meas) / (double)NS_PER_S : 0;
 	double cpu_pct = 0;
-	const char *tls = o->plain ? "none" : g.tls_version[0] ? g.tls_version : "unknown";
+	const char *tls = o->net.plain ? "none" : g.tls.version[0] ? g.tls.version : "unknown";
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
@@ -1507,10 +1294,11 @@ static void report(void)
 		double span = (double)(g.t_stop - g.t_meas) / (double)NS_PER_S;
 
 		if (span > 0)
-			cpu_pct = (cpu_seconds(&ru) - cpu_seconds(&g.ru_meas)) / span * 100.0;
+			cpu_pct = (tlsclient_cpu_seconds(&ru) - tlsclient_cpu_seconds(&g.ru_meas)) /
+			          span * 100.0;
 	}
 
-	printf("mode=%s target=%s tls=%s", mode_names[o->mode], o->target, tls);
+	printf("mode=%s target=%s tls=%s", mode_names[o->mode], o->net.target, tls);
 	switch (o->mode) {
 	case MODE_RPS:
 		printf(" conns=%u duration=%.3f requests=%llu rps=%.1f", o->conns, secs,
@@ -1542,17 +1330,18 @@ static void report(void)
 	       "cpu_s=%.3f fatal=%d\n",
 	       (unsigned long long)g.non2xx, (unsigned long long)g.errors,
 	       (unsigned long long)g.reconnects, (unsigned long long)g.resumed,
-	       (unsigned long long)g.total_ok, cpu_pct, cpu_seconds(&ru), g.fatal);
+	       (unsigned long long)g.total_ok, cpu_pct, tlsclient_cpu_seconds(&ru), g.fatal);
 	fflush(stdout);
 
 	if (o->quiet)
 		return;
-	fprintf(stderr, "loadgen %s: %s", mode_names[o->mode], o->target);
-	if (o->plain)
+	fprintf(stderr, "loadgen %s: %s", mode_names[o->mode], o->net.target);
+	if (o->net.plain)
 		fprintf(stderr, " (plain HTTP)\n");
 	else
-		fprintf(stderr, " (%s %s %s, %s)\n", tls, g.tls_cipher, g.tls_group,
-		        o->cert ? "client certificate" : "no client certificate");
+		fprintf(stderr, " (%s %s %s, %s)\n", tls, g.tls.cipher,
+		        g.tls.group[0] ? g.tls.group : "none",
+		        o->net.cert ? "client certificate" : "no client certificate");
 	switch (o->mode) {
 	case MODE_RPS:
 		fprintf(stderr,
@@ -1625,7 +1414,7 @@ static void loop(void)
 	struct epoll_event evs[MAX_EVENTS];
 
 	for (;;) {
-		uint64_t t = now_ns(), deadline = UINT64_MAX;
+		uint64_t t = tlsclient_now_ns(), deadline = UINT64_MAX;
 		unsigned i, n;
 		int k, timeout;
 
@@ -1674,29 +1463,15 @@ static void loop(void)
 			deadline = g.t_start + SETUP_LIMIT_NS + 1;
 		if (!g.ru_taken && g.t_meas < deadline)
 			deadline = g.t_meas;
-		if (g.nreopen)
-			timeout = 1;
-		else if (deadline <= t)
-			timeout = 0;
-		else if (deadline - t > 60 * NS_PER_S)
-			timeout = 60000;
-		else
-			timeout = (int)((deadline - t + 999999) / 1000000);
+		timeout = g.nreopen ? 1 : tlsclient_timeout_ms(deadline, t);
 
-		k = epoll_wait(g.ep, evs, MAX_EVENTS, timeout);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			die("epoll_wait: %s", strerror(errno));
-		}
+		k = tlsclient_wait(g.ep, evs, MAX_EVENTS, timeout);
 		for (i = 0; i < (unsigned)k; i++) {
 			uint64_t d = evs[i].data.u64;
 			struct conn *c;
 
 			if (d == EV_SIGNAL) {
-				struct signalfd_siginfo si;
-
-				if (read(g.sfd, &si, sizeof(si)) > 0)
+				if (tlsclient_signalled(g.sfd))
 					g.stop = 1;
 				continue;
 			}
@@ -1704,8 +1479,8 @@ static void loop(void)
 				uint64_t ticks;
 
 				if (read(g.tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-					die("timerfd read: %s", strerror(errno));
-				lat_schedule(now_ns());
+					tlsclient_die("timerfd read: %s", strerror(errno));
+				lat_schedule(tlsclient_now_ns());
 				lat_dispatch();
 				lat_arm();
 				continue;
@@ -1716,18 +1491,17 @@ static void loop(void)
 			conn_event(c, evs[i].events);
 		}
 	}
-	g.t_stop = now_ns();
+	g.t_stop = tlsclient_now_ns();
 }
 
 int main(int argc, char **argv)
 {
 	struct epoll_event ev;
-	sigset_t mask;
 	unsigned i;
 
 	parse_opts(argc, argv, &g.o);
 	signal(SIGPIPE, SIG_IGN);
-	if (!g.o.plain)
+	if (!g.o.net.plain)
 		g.ctx = tls_setup(&g.o);
 	build_request(&g.o);
 
@@ -1737,36 +1511,23 @@ int main(int argc, char **argv)
 	g.reopen_next = calloc(g.o.conns, sizeof(*g.reopen_next));
 	g.freel = calloc(g.o.conns, sizeof(*g.freel));
 	if (!g.scratch || !g.conns || !g.reopen || !g.reopen_next || !g.freel)
-		die("%s", "out of memory");
+		tlsclient_die("%s", "out of memory");
 	for (i = 0; i < g.o.conns; i++) {
 		g.conns[i].idx = i;
 		g.conns[i].fd = -1;
 		g.conns[i].free_pos = -1;
 	}
 
-	g.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (g.ep < 0)
-		die("epoll_create1: %s", strerror(errno));
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	g.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (g.sfd < 0)
-		die("signalfd: %s", strerror(errno));
-	ev.events = EPOLLIN;
-	ev.data.u64 = EV_SIGNAL;
-	epoll_ctl(g.ep, EPOLL_CTL_ADD, g.sfd, &ev);
+	g.ep = tlsclient_epoll(EV_SIGNAL, &g.sfd);
 
-	g.t_start = now_ns();
+	g.t_start = tlsclient_now_ns();
 	g.t_meas = g.t_start + (uint64_t)(g.o.warmup * (double)NS_PER_S);
 	g.t_end = g.t_meas + (uint64_t)(g.o.duration * (double)NS_PER_S);
 
 	if (g.o.mode == MODE_LATENCY) {
 		g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 		if (g.tfd < 0)
-			die("timerfd_create: %s", strerror(errno));
+			tlsclient_die("timerfd_create: %s", strerror(errno));
 		ev.events = EPOLLIN;
 		ev.data.u64 = EV_TIMER;
 		epoll_ctl(g.ep, EPOLL_CTL_ADD, g.tfd, &ev);
@@ -1774,7 +1535,7 @@ int main(int argc, char **argv)
 		g.qcap = 1u << 20;
 		g.q = malloc(g.qcap * sizeof(*g.q));
 		if (!g.q)
-			die("%s", "out of memory");
+			tlsclient_die("%s", "out of memory");
 		g.lat_next = g.t_start;
 		lat_arm();
 	}

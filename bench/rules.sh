@@ -24,12 +24,10 @@
 #                   if installed); PERF_KEEP=1 keeps the perf.data files (about 50 MB each)
 #   ORIGIN_CPU [the load core]                  NO_PIN [0]       1: do not pin anything
 set -uo pipefail # no -e: one server failing must not end the run
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-MOATD=${1:-}
-[ -n "$MOATD" ] && case $MOATD in /*) ;; *) MOATD=$PWD/$MOATD ;; esac
-cd "$(dirname "$0")/.." || exit 1
-ROOT=$PWD
-MOATD=${MOATD:-$ROOT/build/release/moatd}
+enter_tree "${1:-}"
 LIBMOAT=$(dirname "$MOATD")/libmoat.a
 
 DURATION=${DURATION:-10}
@@ -54,7 +52,7 @@ CONF=$B/conf
 LOGS=$B/logs
 OUT=$B/out
 GEN=$B/gen
-LG=$B/loadgen
+CLIENT=$B/loadgen
 MB=$B/rules_eval_bench
 SNI=bench.moat.test
 DEVICE_CN=bench-device-0001
@@ -66,91 +64,21 @@ declare -A LABEL=([moatd-0]="moatd, no rules" [moatd-100]="moatd, 100 rules"
 	[moatd-1000]="moatd, 1,000 rules" [nginx-0]="nginx, no ModSecurity"
 	[modsec-100]="nginx + ModSecurity, 100 rules" [modsec-1000]="nginx + ModSecurity, 1,000 rules"
 	[origin]=origin)
-declare -A PID=()  # running servers, by name
-declare -A NA=()   # target -> why it has no figures
-declare -A NEG=()  # target -> negotiated TLS parameters
-LG_PIDS=() # loadgens running in the background
-
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LISTEN_TIMEOUT=30  # for wait_listen: moatd compiles 1,000 rules before it listens
 
 for t in $TARGETS; do
 	[ -n "${PORT[$t]:-}" ] || { echo "rules.sh: unknown target $t" >&2; exit 2; }
 done
 
-# ---- processes ----
-
-descendants() { # PID: the process and all its descendants
-	local p=$1 c
-	echo "$p"
-	for c in $(pgrep -P "$p" 2>/dev/null); do descendants "$c"; done
-}
-
-stop_server() { # NAME
-	local name=$1 pid=${PID[$1]:-} all i p
-	[ -n "$pid" ] || return 0
-	all=$(descendants "$pid")
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$pid" 2>/dev/null; then
-		for p in $all; do kill -KILL "$p" 2>/dev/null; done
-	fi
-	wait "$pid" 2>/dev/null
-	unset "PID[$name]"
-}
-
-cleanup() {
-	local p n
-	trap - EXIT INT TERM
-	for p in "${LG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${LG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	LG_PIDS=()
-	for n in "${!PID[@]}"; do stop_server "$n"; done
-}
-trap cleanup EXIT
+trap stop_all EXIT
 trap 'log "interrupted"; exit 130' INT TERM
-
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-
-REASON= # why the last start, sanity or wait_listen failed
-
-wait_listen() { # NAME PORT LOGFILE: waits up to 30 s for the port (1,000 rules compile first)
-	local name=$1 port=$2 logf=$3 i
-	for i in $(seq 300); do
-		if ! kill -0 "${PID[$name]}" 2>/dev/null; then
-			wait "${PID[$name]}" 2>/dev/null
-			REASON="exited at start: $(tail -n 3 "$logf" 2>/dev/null | tr '\n' ' ')"
-			unset "PID[$name]"
-			return 1
-		fi
-		listening "$port" && return 0
-		sleep 0.1
-	done
-	REASON="not listening on 127.0.0.1:$port after 30 s"
-	stop_server "$name"
-	return 1
-}
-
-cpu_ticks() { # PIDs...: user + system clock ticks (all threads)
-	local p s=0 v
-	for p in "$@"; do
-		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
-		s=$((s + ${v:-0}))
-	done
-	echo "$s"
-}
-
-kv() { # KEY LINE: the value of KEY in a key=value line
-	awk -v k="$1" '{for (i = 1; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == k) {print substr($i, n + 1); exit}}}' <<<"$2"
-}
 
 # ---- checks, build, limits, pinning ----
 
-for t in openssl nginx cc ss pgrep curl python3; do
-	command -v "$t" >/dev/null || { echo "rules.sh: $t is required" >&2; exit 1; }
-done
+require openssl nginx cc ss pgrep curl python3
 mkdir -p "$PKI" "$CONF" "$LOGS" "$OUT" "$GEN"
 rm -f "$LOGS"/* "$OUT"/*
-cc -O2 -Wall -Wextra -Werror bench/loadgen.c -lssl -lcrypto -o "$LG" || exit 1
+build_client loadgen "$CLIENT" || exit 1
 
 # the rule sets, traffic and attacks, generated afresh; the committed copies in bench/rules/
 # are for reading and must be the same
@@ -181,28 +109,8 @@ MB_OK=0
 MOATD_SHA=$(sha256sum "$MOATD" 2>/dev/null | cut -c1-12)
 MOATD_BUILT=$(date -u -r "$MOATD_SRC" +%H:%M:%S 2>/dev/null)
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
-FD_LIMIT=$(ulimit -n)
-[ "$FD_LIMIT" = unlimited ] && FD_LIMIT=1048576
-
-NCPU=$(nproc)
-PROXY_CORES=$NCPU
-PIN_PROXY=() PIN_LOAD=() PIN_ORIGIN=()
-if [ "$NO_PIN" != 1 ] && [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null &&
-	taskset -c 0 true 2>/dev/null; then
-	LOAD_CPU=$((NCPU - 1))
-	PROXY_CPUS=0
-	[ "$NCPU" -gt 2 ] && PROXY_CPUS=0-$((NCPU - 2))
-	ORIGIN_CPU=${ORIGIN_CPU:-$LOAD_CPU}
-	PIN_PROXY=(taskset -c "$PROXY_CPUS")
-	PIN_LOAD=(taskset -c "$LOAD_CPU")
-	PIN_ORIGIN=(taskset -c "$ORIGIN_CPU")
-	PINNING="proxy on CPU $PROXY_CPUS; loadgen on CPU $LOAD_CPU; origin on CPU $ORIGIN_CPU (taskset)"
-	PROXY_CORES=$((NCPU - 1))
-else
-	PINNING="not pinned (taskset unavailable, fewer than 2 CPUs, or NO_PIN=1)"
-fi
-[ "$WORKERS" -lt "$PROXY_CORES" ] && PROXY_CORES=$WORKERS
+raise_fd_limit
+pin_cpus loadgen
 
 # ---- the request mix ----
 # gen.py's requests.txt: target, then header lines, tab-separated. loadgen sends
@@ -223,76 +131,13 @@ NMIX=${#MIX[@]}
 CONNS_PER=$((RPS_CONNS / NMIX))
 [ "$CONNS_PER" -ge 1 ] || CONNS_PER=1
 
-# ---- PKI: ECDSA P-256, made with the openssl CLI (the same recipe as run.sh) ----
+# ---- PKI: ECDSA P-256, made with the openssl CLI (lib.sh) ----
 
-make_pki() {
-	local d=$PKI k
-	rm -f "$d"/*
-	cat >"$d/ext.cnf" <<-EOF
-		[server]
-		basicConstraints = critical, CA:FALSE
-		keyUsage = critical, digitalSignature
-		extendedKeyUsage = serverAuth
-		subjectAltName = DNS:$SNI, IP:127.0.0.1
-		authorityKeyIdentifier = keyid
-		[device]
-		basicConstraints = critical, CA:FALSE
-		keyUsage = critical, digitalSignature
-		extendedKeyUsage = clientAuth
-		authorityKeyIdentifier = keyid
-	EOF
-	for k in server-ca device-ca server device; do
-		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$k.key" || return 1
-	done
-	openssl req -x509 -new -key "$d/server-ca.key" -subj "/CN=Moat bench server CA" -days 30 \
-		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -out "$d/server-ca.crt" || return 1
-	openssl req -x509 -new -key "$d/device-ca.key" -subj "/CN=Moat bench device CA" -days 30 \
-		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -out "$d/device-ca.crt" || return 1
-	openssl req -new -key "$d/server.key" -subj "/CN=$SNI" -out "$d/server.csr" || return 1
-	openssl x509 -req -in "$d/server.csr" -CA "$d/server-ca.crt" -CAkey "$d/server-ca.key" \
-		-CAcreateserial -days 30 -extfile "$d/ext.cnf" -extensions server \
-		-out "$d/server.crt" 2>/dev/null || return 1
-	openssl req -new -key "$d/device.key" -subj "/CN=$DEVICE_CN" -out "$d/device.csr" ||
-		return 1
-	openssl x509 -req -in "$d/device.csr" -CA "$d/device-ca.crt" -CAkey "$d/device-ca.key" \
-		-CAcreateserial -days 30 -extfile "$d/ext.cnf" -extensions device \
-		-out "$d/device.crt" 2>/dev/null || return 1
-	openssl verify -CAfile "$d/device-ca.crt" -purpose sslclient "$d/device.crt" >/dev/null &&
-		openssl verify -CAfile "$d/server-ca.crt" -purpose sslserver "$d/server.crt" >/dev/null
-}
 make_pki || { echo "rules.sh: could not make the bench PKI" >&2; exit 1; }
 
 # ---- configurations (as in run.sh) ----
 
-mkdir -p "$B/origin/tmp"
-cat >"$CONF/origin.conf" <<EOF
-# The origin: answers every request with a small body, keeps connections for a long time.
-worker_processes 1;
-daemon off;
-pid $B/origin/nginx.pid;
-error_log $LOGS/origin-error.log warn;
-worker_rlimit_nofile $FD_LIMIT;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $B/origin/tmp;
-	proxy_temp_path $B/origin/tmp;
-	fastcgi_temp_path $B/origin/tmp;
-	uwsgi_temp_path $B/origin/tmp;
-	scgi_temp_path $B/origin/tmp;
-	keepalive_timeout 600s;
-	keepalive_requests 100000000;
-	server {
-		listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
-		location / {
-			default_type text/plain;
-			return 200 "hello from the bench origin\n";
-		}
-	}
-}
-EOF
+origin_conf "$CONF/origin.conf" 4096 "$FD_LIMIT" 4096
 
 moatd_conf() { # TARGET RULES-FILE-OR-EMPTY
 	local t=$1 rules=$2
@@ -311,6 +156,8 @@ request_header_timeout = 600s
 max_connections = $((FD_LIMIT - 500))
 max_connections_per_ip = 0
 origin_keepalive = 64
+; three moatd run at once: none opens the admin API (by default on 127.0.0.1:9900)
+admin_listen = off
 
 [listener bench]
 bind = 127.0.0.1:${PORT[$t]}
@@ -330,69 +177,6 @@ ${rules:+rules = $rules}
 EOF
 }
 
-nginx_conf() { # TARGET MODSEC-RULES-FILE-OR-EMPTY
-	local t=$1 rules=$2
-	mkdir -p "$B/$t/tmp"
-	cat >"$CONF/$t.conf" <<EOF
-${rules:+load_module $MODSEC_SO;}
-worker_processes $WORKERS;
-daemon off;
-pid $B/$t/nginx.pid;
-error_log $LOGS/$t-error.log warn;
-worker_rlimit_nofile $FD_LIMIT;
-events {
-	worker_connections $((FD_LIMIT - 100));
-}
-http {
-	access_log off;
-	client_body_temp_path $B/$t/tmp;
-	proxy_temp_path $B/$t/tmp;
-	fastcgi_temp_path $B/$t/tmp;
-	uwsgi_temp_path $B/$t/tmp;
-	scgi_temp_path $B/$t/tmp;
-	keepalive_timeout 600s;
-	keepalive_requests 100000000;
-	client_header_timeout 600s;
-
-	map \$ssl_client_s_dn \$device_cn {
-		default "";
-		~CN=(?<cn>[^,/]+) \$cn;
-	}
-	upstream origin {
-		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive 64;
-		keepalive_requests 100000000;
-		keepalive_timeout 600s;
-	}
-	server {
-		listen 127.0.0.1:${PORT[$t]} ssl backlog=4096;
-		server_name $SNI;
-		ssl_certificate $PKI/server.crt;
-		ssl_certificate_key $PKI/server.key;
-		ssl_client_certificate $PKI/device-ca.crt;
-		ssl_verify_client on;
-		ssl_protocols TLSv1.2 TLSv1.3;
-		${rules:+modsecurity on;}
-		${rules:+modsecurity_rules_file $rules;}
-		location / {
-			proxy_pass http://origin;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_set_header X-Forwarded-For "";
-			proxy_set_header X-Real-IP "";
-			proxy_set_header Moat-Tenant bench;
-			proxy_set_header Moat-Device \$device_cn;
-			proxy_set_header Moat-Cert-Sha256 \$ssl_client_fingerprint;
-			proxy_set_header Moat-Cert-Serial \$ssl_client_serial;
-			proxy_set_header Moat-Cert-Verified \$ssl_client_verify;
-			proxy_set_header Moat-Request-Id \$request_id;
-			proxy_set_header Forwarded "for=\$remote_addr;proto=https";
-		}
-	}
-}
-EOF
-}
-
 for t in $TARGETS; do
 	case $t in
 	moatd-0) moatd_conf "$t" "" ;;
@@ -404,27 +188,13 @@ done
 
 # ---- servers ----
 
-start_origin() {
-	"${PIN_ORIGIN[@]}" nginx -p "$B/origin/" -e "$LOGS/origin-error.log" -c "$CONF/origin.conf" \
-		>"$LOGS/origin.out" 2>&1 &
-	PID[origin]=$!
-	wait_listen origin "$ORIGIN_PORT" "$LOGS/origin.out"
-}
-
-start_target() { # TARGET: sets REASON on failure
-	local t=$1 logf=$LOGS/$1.out
-	if listening "${PORT[$t]}"; then
-		REASON="port ${PORT[$t]} is already in use"
-		return 1
-	fi
+start_proxy() { # TARGET: sets REASON on failure
+	local t=$1
+	port_free "$t" || return 1
 	case $t in
 	moatd-*)
-		[ -x "$MOATD" ] || { REASON="$MOATD not found (not built yet)"; return 1; }
-		if ! "$MOATD" -t -c "$CONF/$t.conf" >"$LOGS/$t-check.out" 2>&1; then
-			REASON="configuration refused: $(head -n 3 "$LOGS/$t-check.out" | tr '\n' ' ')"
-			return 1
-		fi
-		"${PIN_PROXY[@]}" "$MOATD" -c "$CONF/$t.conf" >>"$logf" 2>&1 &
+		moatd_conf_ok "$t" "$MOATD" 3 || return 1
+		launch_proxy "$t" "$MOATD" -c "$CONF/$t.conf"
 		;;
 	nginx-* | modsec-*)
 		if [ "$t" != nginx-0 ] && [ ! -f "$MODSEC_SO" ]; then
@@ -435,18 +205,10 @@ start_target() { # TARGET: sets REASON on failure
 			REASON="configuration refused: $(grep -m 2 -E 'emerg|error|ModSecurity' "$LOGS/$t-check.out" | tr '\n' ' ')"
 			return 1
 		fi
-		"${PIN_PROXY[@]}" nginx -p "$B/$t/" -e "$LOGS/$t-error.log" -c "$CONF/$t.conf" \
-			>>"$logf" 2>&1 &
+		launch_proxy "$t" nginx -p "$B/$t/" -e "$LOGS/$t-error.log" -c "$CONF/$t.conf"
 		;;
 	esac
-	PID[$t]=$!
-	wait_listen "$t" "${PORT[$t]}" "$logf" || return 1
-	sleep 0.3 # nginx: let the workers come up
 }
-
-proxy_pids() { descendants "${PID[$1]}"; }
-
-alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 tls_args() { # TARGET
 	echo "-a 127.0.0.1:${PORT[$1]} -s $SNI -V $TLS -c $PKI/device.crt -k $PKI/device.key"
@@ -460,16 +222,16 @@ MIX_LINE="" MIX_BAD=""
 run_mix() { # TAG CONNS-PER-REQUEST DURATION WARMUP TARGET [EXTRA-LOADGEN-ARGS...]
 	local tag=$1 n=$2 d=$3 w=$4 t=$5 i pids=() f line
 	shift 5
-	LG_PIDS=()
+	CLIENT_PIDS=()
 	for i in "${!MIX[@]}"; do
 		# shellcheck disable=SC2046
-		"${PIN_LOAD[@]}" "$LG" -m rps -n "$n" -d "$d" -w "$w" $(tls_args "$t") "$@" \
+		"${PIN_LOAD[@]}" "$CLIENT" -m rps -n "$n" -d "$d" -w "$w" $(tls_args "$t") "$@" \
 			-u "${MIX[$i]}" >"$OUT/$tag-$i.kv" 2>"$LOGS/$tag-$i.txt" &
 		pids+=($!)
-		LG_PIDS+=($!)
+		CLIENT_PIDS+=($!)
 	done
 	for i in "${pids[@]}"; do wait "$i"; done
-	LG_PIDS=()
+	CLIENT_PIDS=()
 	MIX_BAD=
 	for i in "${!MIX[@]}"; do
 		line=$(grep '^mode=' "$OUT/$tag-$i.kv" 2>/dev/null | tail -n 1)
@@ -515,9 +277,8 @@ sanity() { # TARGET: sets REASON on failure
 		return 1
 	fi
 	NEG[$t]="$(sed -n 's/.*(\(TLS[^ ]* [^ ]* [^ ,]*\),.*/\1/p' "$LOGS/sanity-$t-0.txt" | head -n 1)"
-	"${PIN_LOAD[@]}" "$LG" -m rps -n 1 -d 1 -w 0 -a "127.0.0.1:${PORT[$t]}" -s "$SNI" -V "$TLS" \
-		>"$OUT/nocert-$t.kv" 2>"$LOGS/nocert-$t.txt"
-	if [ "$(kv requests "$(grep '^mode=' "$OUT/nocert-$t.kv")")" != 0 ]; then
+	run_client "nocert-$t" -m rps -n 1 -d 1 -w 0 -a "127.0.0.1:${PORT[$t]}" -s "$SNI" -V "$TLS"
+	if [ "$(kv requests "$LINE")" != 0 ]; then
 		REASON="a client without a certificate was served: mTLS is not enforced"
 		return 1
 	fi
@@ -561,48 +322,8 @@ sanity() { # TARGET: sets REASON on failure
 }
 
 # ---- measurements ----
-# Each appends "rps TARGET REPEAT key=value..." to $OUT/results.txt; ok=0 marks a run whose
-# figures are not to be trusted (errors, non-2xx, server gone), with the reason in why=.
-
-record() { echo "$*" >>"$OUT/results.txt"; }
-
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
-irq_ticks() { awk '/^cpu / {print $7 + $8}' /proc/stat; }
-now_ns() { date +%s%N; }
-HZ=$(getconf CLK_TCK)
-
-# CPU accounting around one run, in % of one core over the run's wall time, as in run.sh: the
-# server, the origin, loadgen, everything else on the machine ("other"), interrupt and softirq.
-cpu_begin() { # TARGET
-	A_PROXY_PIDS=$(proxy_pids "$1")
-	A_ORIGIN_PIDS=$(descendants "${PID[origin]}")
-	A_T0=$(now_ns)
-	A_B0=$(busy_ticks)
-	A_I0=$(irq_ticks)
-	# shellcheck disable=SC2086
-	A_P0=$(cpu_ticks $A_PROXY_PIDS)
-	# shellcheck disable=SC2086
-	A_O0=$(cpu_ticks $A_ORIGIN_PIDS)
-}
-
-cpu_end() { # LOADGEN-CPU-SECONDS: sets CPU_PROXY CPU_ORIGIN CPU_OTHER CPU_IRQ CPU_PROXY_S
-	local p1 o1 b1 i1 t1
-	# shellcheck disable=SC2086
-	p1=$(cpu_ticks $A_PROXY_PIDS)
-	# shellcheck disable=SC2086
-	o1=$(cpu_ticks $A_ORIGIN_PIDS)
-	b1=$(busy_ticks)
-	i1=$(irq_ticks)
-	t1=$(now_ns)
-	CPU_PROXY_S=$(awk -v p="$((p1 - A_P0))" -v hz="$HZ" 'BEGIN {printf "%.3f", p / hz}')
-	read -r CPU_PROXY CPU_ORIGIN CPU_OTHER CPU_IRQ < <(awk -v p="$((p1 - A_P0))" \
-		-v o="$((o1 - A_O0))" -v b="$((b1 - A_B0))" -v i="$((i1 - A_I0))" -v l="${1:-0}" \
-		-v hz="$HZ" -v t="$((t1 - A_T0))" 'BEGIN {
-		s = t / 1e9; other = (b - p - o) / hz - l; if (other < 0) other = 0
-		printf "%.0f %.0f %.0f %.0f\n", p / hz / s * 100, o / hz / s * 100, other / s * 100,
-			i / hz / s * 100 }')
-	CPU_LOADGEN=$(awk -v l="${1:-0}" -v s="$(((t1 - A_T0) / 1000000))" 'BEGIN {printf "%.0f", l / (s / 1000) * 100}')
-}
+# Each records "rps TARGET REPEAT key=value..." (lib.sh's record); the CPU accounting, as in
+# run.sh, is lib.sh's cpu_begin and cpu_end.
 
 measure() { # TARGET REPEAT
 	local t=$1 r=$2 line ok=1 why="" us_op
@@ -631,23 +352,14 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before starting: $LOADAVG_START"
 [ "$GEN_SAME" = yes ] || log "warning: generated rule sets: $GEN_SAME"
 
-if ! start_origin; then
+if ! start_nginx_origin; then
 	echo "rules.sh: the origin (nginx) did not start; see $LOGS/origin-error.log" >&2
 	exit 1
 fi
 
 : >"$OUT/sanity-attacks.txt"
-ACTIVE=()
-for t in $TARGETS; do
-	if start_target "$t" && sanity "$t"; then
-		ACTIVE+=("$t")
-		log "${LABEL[$t]} on 127.0.0.1:${PORT[$t]}: ready (${NEG[$t]})"
-	else
-		NA[$t]=$REASON
-		stop_server "$t"
-		log "${LABEL[$t]}: n/a: $REASON"
-	fi
-done
+# shellcheck disable=SC2086
+bring_up $TARGETS
 # moatd and ModSecurity must agree on which rule blocks each attack
 AGREE=""
 agree() { # MOATD-TARGET MODSEC-TARGET
@@ -675,9 +387,7 @@ for r in $(seq "$REPEAT"); do
 		alive "$t" && measure "$t" "$r"
 	done
 done
-for t in "${ACTIVE[@]}"; do
-	alive "$t" || { [ -z "${NA[$t]:-}" ] && NA[$t]="exited during the run: $(tail -n 2 "$LOGS/$t.out" | tr '\n' ' ')"; }
-done
+note_exited
 
 # ---- profile (PERF=1): where moatd's time goes, with 0, 100 and 1,000 rules ----
 # perf samples moatd's CPU time (-F 999, DWARF call chains) under the same load. The share of
@@ -712,7 +422,7 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
 		[ "$PERF_KEEP" = 1 ] || rm -f "$OUT/perf-$t.data"
 	done
 fi
-cleanup
+stop_all
 
 # ---- microbenchmark ----
 MICRO_OUT=
@@ -732,33 +442,23 @@ fi
 
 # ---- report ----
 
-median() {
-	sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
-}
-fig() { # TARGET FIELD: median over the valid runs
-	awk -v t="$1" -v f="$2" '$2 == t && / ok=1/ {for (i = 4; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == f) print substr($i, n + 1)}}' \
-		"$OUT/results.txt" 2>/dev/null | median
-}
-runs() { awk -v t="$1" '$2 == t {n++; if (/ ok=1/) v++} END {printf "%d/%d", v, n}' "$OUT/results.txt" 2>/dev/null; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b + 0 <= 0) print "n/a"; else printf "%.2f", a / b}'; }
+# median, fig, runs, ratio, round and minus: lib.sh
 ratio3() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b + 0 <= 0) print "n/a"; else printf "%.3f", a / b}'; }
-round() { awk -v a="$1" -v d="${2:-0}" 'BEGIN {if (a == "n/a" || a == "") print "n/a"; else printf "%.*f", d, a}'; }
 paired() { # A B FIELD: A/B for each repeat where both runs are valid
 	awk -v a="$1" -v b="$2" -v f="$3" '/ ok=1/ && ($2 == a || $2 == b) {for (i = 4; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == f) v[$2, $3] = substr($i, n + 1)}}
 		END {for (r = 1; r <= 99; r++) if ((a, r) in v && (b, r) in v && v[b, r] > 0) s = s sprintf(" %.2f", v[a, r] / v[b, r]); print s == "" ? "n/a" : substr(s, 2)}' "$OUT/results.txt" 2>/dev/null
 }
-minus() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.1f", a - b}'; }
 
 declare -A RPS=() US=()
 for t in moatd-0 moatd-100 moatd-1000 nginx-0 modsec-100 modsec-1000; do
 	RPS[$t]=n/a US[$t]=n/a
 	[[ " ${ACTIVE[*]} " == *" $t "* ]] && [ -z "${NA[$t]:-}" ] || continue
-	RPS[$t]=$(round "$(fig "$t" value)")
-	US[$t]=$(round "$(fig "$t" us_per_op)" 1)
+	RPS[$t]=$(round "$(fig rps "$t" value)")
+	US[$t]=$(round "$(fig rps "$t" us_per_op)" 1)
 done
 
 {
-	echo "moat rules bench - $(date -u +%Y-%m-%d), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr)"
+	echo "moat rules bench - $(machine)"
 	echo "WORKERS=$WORKERS DURATION=${DURATION}s REPEAT=$REPEAT TLS $TLS; median of $REPEAT runs; $RPS_CONNS keep-alive connections: $NMIX requests in the mix x $CONNS_PER"
 	echo "pinning: $PINNING; load average at the start: $LOADAVG_START"
 	echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), libmodsecurity $(dpkg-query -W -f '${Version}' libmodsecurity3 2>/dev/null || echo '?'), $(openssl version | awk '{print $1, $2}')$([ -x "$MOATD" ] && echo ", $("$MOATD" -v 2>&1 | head -n 1)")"
@@ -771,7 +471,7 @@ done
 		case $t in moatd-*) base=moatd-0 ;; *) base=nginx-0 ;; esac
 		vs=$(ratio "${RPS[$t]}" "${RPS[$base]}")
 		[ "$t" = "$base" ] && vs=1.00
-		printf '%-36s %10s %11s us %10s %12s\n' "${LABEL[$t]}" "${RPS[$t]}" "${US[$t]}" "$vs" "$(runs "$t")"
+		printf '%-36s %10s %11s us %10s %12s\n' "${LABEL[$t]}" "${RPS[$t]}" "${US[$t]}" "$vs" "$(runs rps "$t")"
 	done
 	echo
 	# three decimals, and the verdicts on them: 0.898 is not 0.90
@@ -793,18 +493,17 @@ done
 	echo
 	line=""
 	for t in "${ACTIVE[@]}"; do
-		line+="  $t $(round "$(fig "$t" proxy_cpu)")/$(round "$(fig "$t" origin_cpu)")/$(round "$(fig "$t" loadgen_cpu)")/$(round "$(fig "$t" other_cpu)")/$(round "$(fig "$t" irq_cpu)")"
+		line+="  $t $(round "$(fig rps "$t" proxy_cpu)")/$(round "$(fig rps "$t" origin_cpu)")/$(round "$(fig rps "$t" loadgen_cpu)")/$(round "$(fig rps "$t" other_cpu)")/$(round "$(fig rps "$t" irq_cpu)")"
 	done
 	echo "CPU (median % of a core, server/origin/loadgen/other/irq):$line"
 	under=""
 	for t in "${ACTIVE[@]}"; do
-		c=$(round "$(fig "$t" proxy_cpu)")
+		c=$(round "$(fig rps "$t" proxy_cpu)")
 		[ "$c" = n/a ] && continue
 		[ "$c" -lt $((90 * PROXY_CORES)) ] && under+=" $t ${c}%;"
 	done
 	[ -n "$under" ] && echo "NOTE: server below 90% of its $PROXY_CORES core(s):${under%;}. The limit was elsewhere (the load core, other processes): such a req/s figure is a lower bound, and the server CPU per request is the better comparison."
-	noisy=$(awk '{for (i = 4; i <= NF; i++) if ($i ~ /^other_cpu=/) {split($i, a, "="); if (a[2] + 0 > 10) n++}} END {print n + 0}' "$OUT/results.txt" 2>/dev/null)
-	[ "$noisy" -gt 0 ] && echo "WARNING: in $noisy runs other processes used more than 10% of a core: the machine was not quiet"
+	noisy_warning
 	for t in $TARGETS; do
 		[ -n "${NA[$t]:-}" ] && echo "${LABEL[$t]}: n/a - ${NA[$t]}"
 	done
@@ -834,7 +533,5 @@ done
 		echo "perf, ${LABEL[$t]}, ${PERF_REQS[$t]} requests (self time, entries above 0.5%; $OUT/perf-$t.txt):"
 		grep -E '^ +[0-9]' "$OUT/perf-$t.txt" | head -n 25
 	done
-	echo
-	echo "all runs ($OUT/results.txt):"
-	sed 's/^/  /' "$OUT/results.txt" 2>/dev/null
+	results_listing
 } | tee "$OUT/summary.txt"

@@ -23,12 +23,10 @@
 #   HA_BUFSIZE       HAProxy tune.bufsize (unset: HAProxy's default, 16384)
 #   ORIGIN_CPU [the load core]                   NO_PIN [0]       1: do not pin anything
 set -uo pipefail # no -e: one proxy failing must not end the run
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-MOATD=${1:-}
-[ -n "$MOATD" ] && case $MOATD in /*) ;; *) MOATD=$PWD/$MOATD ;; esac
-cd "$(dirname "$0")/.." || exit 1
-ROOT=$PWD
-MOATD=${MOATD:-$ROOT/build/release/moatd}
+enter_tree "${1:-}"
 
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
@@ -57,94 +55,22 @@ PKI=$B/pki
 CONF=$B/conf
 LOGS=$B/logs
 OUT=$B/out
-TL=$B/tcpload
+CLIENT=$B/tcpload
 SNI=bench.moat.test
 ORIGIN_PORT=$((PORT_BASE + 80))
 COUNTERS=$B/origin-counters
 declare -A PORT=([moatd]=$((PORT_BASE + 43)) [haproxy]=$((PORT_BASE + 44)))
 declare -A LABEL=([moatd]=moatd [haproxy]=HAProxy [origin]=origin)
-declare -A PID=()  # running servers, by name
-declare -A NA=()   # proxy -> why it has no figures
-declare -A NEG=()  # proxy -> negotiated TLS parameters
-TL_PIDS=() # idle-test clients running in the background
-CUR_TL=    # the client being waited for
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# ---- processes ----
-
-descendants() { # PID: the process and all its descendants
-	local p=$1 c
-	echo "$p"
-	for c in $(pgrep -P "$p" 2>/dev/null); do descendants "$c"; done
-}
-
-stop_server() { # NAME
-	local name=$1 pid=${PID[$1]:-} all i p
-	[ -n "$pid" ] || return 0
-	all=$(descendants "$pid")
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$pid" 2>/dev/null; then
-		for p in $all; do kill -KILL "$p" 2>/dev/null; done
-	fi
-	wait "$pid" 2>/dev/null
-	unset "PID[$name]"
-}
-
-cleanup() {
-	local p n
-	trap - EXIT INT TERM
-	for p in "${TL_PIDS[@]}" $CUR_TL; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${TL_PIDS[@]}" $CUR_TL; do wait "$p" 2>/dev/null; done
-	TL_PIDS=() CUR_TL=
-	for n in "${!PID[@]}"; do stop_server "$n"; done
-}
-trap cleanup EXIT
+trap stop_all EXIT
 trap 'log "interrupted"; exit 130' INT TERM
-
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-
-REASON= # why the last start_proxy, sanity or wait_listen failed
-
-wait_listen() { # NAME PORT LOGFILE: waits up to 10 s for the port
-	local name=$1 port=$2 logf=$3 i
-	for i in $(seq 100); do
-		if ! kill -0 "${PID[$name]}" 2>/dev/null; then
-			wait "${PID[$name]}" 2>/dev/null
-			REASON="exited at start: $(tail -n 3 "$logf" 2>/dev/null | tr '\n' ' ')"
-			unset "PID[$name]"
-			return 1
-		fi
-		listening "$port" && return 0
-		sleep 0.1
-	done
-	REASON="not listening on 127.0.0.1:$port after 10 s"
-	stop_server "$name"
-	return 1
-}
-
-rss_kb() { # PIDs...: sum of VmRSS in KiB
-	local p s=0 v
-	for p in "$@"; do
-		v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
-		s=$((s + ${v:-0}))
-	done
-	echo "$s"
-}
-
-kv() { # KEY LINE: the value of KEY in a key=value line
-	awk -v k="$1" '{for (i = 1; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == k) {print substr($i, n + 1); exit}}}' <<<"$2"
-}
 
 # ---- checks, limits, pinning ----
 
-for t in openssl haproxy cc ss pgrep; do
-	command -v "$t" >/dev/null || { echo "tcp.sh: $t is required" >&2; exit 1; }
-done
+require openssl haproxy cc ss pgrep
 mkdir -p "$PKI" "$CONF" "$LOGS" "$OUT" "$B/moatd-data"
 rm -f "$LOGS"/* "$OUT"/*
-cc -O2 -Wall -Wextra -Werror bench/tcpload.c -lssl -lcrypto -o "$TL" || exit 1
+build_client tcpload "$CLIENT" || exit 1
 
 # moatd is copied once, so that every measurement uses the same binary even when the tree is
 # rebuilt during the run
@@ -161,74 +87,17 @@ for i in 1 2 3 4 5; do # a binary being relinked right now is retried a few time
 	sleep 3
 done
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
-FD_LIMIT=$(ulimit -n)
-[ "$FD_LIMIT" = unlimited ] && FD_LIMIT=1048576
+raise_fd_limit
 # each device connection has an origin connection: two descriptors in the proxy. HAProxy
 # reserves two per connection and refuses to start if it cannot.
 HA_MAXCONN=$(((FD_LIMIT - 200) / 2))
 MOAT_MAXCONN=$(((FD_LIMIT - 500) / 2))
 IDLE_PER_PROC=$((FD_LIMIT - 100))
 
-NCPU=$(nproc)
-PROXY_CORES=$NCPU
-PIN_PROXY=() PIN_LOAD=() PIN_ORIGIN=()
-if [ "$NO_PIN" != 1 ] && [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null &&
-	taskset -c 0 true 2>/dev/null; then
-	LOAD_CPU=$((NCPU - 1))
-	PROXY_CPUS=0
-	[ "$NCPU" -gt 2 ] && PROXY_CPUS=0-$((NCPU - 2))
-	ORIGIN_CPU=${ORIGIN_CPU:-$LOAD_CPU}
-	PIN_PROXY=(taskset -c "$PROXY_CPUS")
-	PIN_LOAD=(taskset -c "$LOAD_CPU")
-	PIN_ORIGIN=(taskset -c "$ORIGIN_CPU")
-	PINNING="proxy on CPU $PROXY_CPUS; load on CPU $LOAD_CPU; origin on CPU $ORIGIN_CPU (taskset)"
-	PROXY_CORES=$((NCPU - 1))
-else
-	PINNING="not pinned (taskset unavailable, fewer than 2 CPUs, or NO_PIN=1)"
-fi
-[ "$WORKERS" -lt "$PROXY_CORES" ] && PROXY_CORES=$WORKERS
+pin_cpus load
 
-# ---- PKI: ECDSA P-256, made with the openssl CLI (the same recipe as run.sh) ----
+# ---- PKI: ECDSA P-256, made with the openssl CLI (lib.sh) ----
 
-make_pki() {
-	local d=$PKI k
-	rm -f "$d"/*
-	cat >"$d/ext.cnf" <<-EOF
-		[server]
-		basicConstraints = critical, CA:FALSE
-		keyUsage = critical, digitalSignature
-		extendedKeyUsage = serverAuth
-		subjectAltName = DNS:$SNI, IP:127.0.0.1
-		authorityKeyIdentifier = keyid
-		[device]
-		basicConstraints = critical, CA:FALSE
-		keyUsage = critical, digitalSignature
-		extendedKeyUsage = clientAuth
-		authorityKeyIdentifier = keyid
-	EOF
-	for k in server-ca device-ca server device; do
-		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$k.key" || return 1
-	done
-	openssl req -x509 -new -key "$d/server-ca.key" -subj "/CN=Moat bench server CA" -days 30 \
-		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -out "$d/server-ca.crt" || return 1
-	openssl req -x509 -new -key "$d/device-ca.key" -subj "/CN=Moat bench device CA" -days 30 \
-		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" -out "$d/device-ca.crt" || return 1
-	openssl req -new -key "$d/server.key" -subj "/CN=$SNI" -out "$d/server.csr" || return 1
-	openssl x509 -req -in "$d/server.csr" -CA "$d/server-ca.crt" -CAkey "$d/server-ca.key" \
-		-CAcreateserial -days 30 -extfile "$d/ext.cnf" -extensions server \
-		-out "$d/server.crt" 2>/dev/null || return 1
-	openssl req -new -key "$d/device.key" -subj "/CN=bench-device-0001" -out "$d/device.csr" ||
-		return 1
-	openssl x509 -req -in "$d/device.csr" -CA "$d/device-ca.crt" -CAkey "$d/device-ca.key" \
-		-CAcreateserial -days 30 -extfile "$d/ext.cnf" -extensions device \
-		-out "$d/device.crt" 2>/dev/null || return 1
-	cat "$d/server.crt" "$d/server.key" >"$d/server.pem" # HAProxy wants both in one file
-	openssl verify -CAfile "$d/device-ca.crt" -purpose sslclient "$d/device.crt" >/dev/null &&
-		openssl verify -CAfile "$d/server-ca.crt" -purpose sslserver "$d/server.crt" >/dev/null
-}
 make_pki || { echo "tcp.sh: could not make the bench PKI" >&2; exit 1; }
 
 # ---- configurations ----
@@ -237,6 +106,7 @@ cat >"$CONF/moatd.conf" <<EOF
 ; moatd: mTLS termination, the decrypted stream forwarded to the bench origin.
 [moat]
 workers = $WORKERS
+admin_listen = off
 data_dir = $B/moatd-data
 error_log = $LOGS/moatd-error.log
 log_level = warn
@@ -286,59 +156,27 @@ EOF
 # ---- servers ----
 
 start_origin() {
-	"${PIN_ORIGIN[@]}" "$TL" -m serve -a "127.0.0.1:$ORIGIN_PORT" -O "$COUNTERS" \
-		>"$LOGS/origin.out" 2>&1 &
-	PID[origin]=$!
-	wait_listen origin "$ORIGIN_PORT" "$LOGS/origin.out"
+	launch_origin "$CLIENT" -m serve -a "127.0.0.1:$ORIGIN_PORT" -O "$COUNTERS"
 }
 
 start_proxy() { # NAME: sets REASON on failure
-	local p=$1 logf=$LOGS/$1.out
-	if listening "${PORT[$p]}"; then
-		REASON="port ${PORT[$p]} is already in use"
-		return 1
-	fi
+	local p=$1
+	port_free "$p" || return 1
 	case $p in
 	moatd)
-		[ -x "$MOATD_RUN" ] || { REASON="$MOATD not found (not built yet)"; return 1; }
-		if ! "$MOATD_RUN" -t -c "$CONF/moatd.conf" >"$LOGS/moatd-check.out" 2>&1; then
-			REASON="configuration refused: $(head -n 2 "$LOGS/moatd-check.out" | tr '\n' ' ')"
-			return 1
-		fi
-		"${PIN_PROXY[@]}" "$MOATD_RUN" -c "$CONF/moatd.conf" >>"$logf" 2>&1 &
+		moatd_conf_ok moatd "$MOATD_RUN" || return 1
+		launch_proxy moatd "$MOATD_RUN" -c "$CONF/moatd.conf"
 		;;
 	haproxy)
-		"${PIN_PROXY[@]}" haproxy -db -f "$CONF/haproxy.cfg" >>"$logf" 2>&1 &
+		launch_proxy haproxy haproxy -db -f "$CONF/haproxy.cfg"
 		;;
 	esac
-	PID[$p]=$!
-	wait_listen "$p" "${PORT[$p]}" "$logf" || return 1
-	sleep 0.3
 }
-
-proxy_pids() { descendants "${PID[$1]}"; }
-
-alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
 
 # ---- the client ----
 
 tls_args() { # PROXY
 	echo "-a 127.0.0.1:${PORT[$1]} -s $SNI -V $TLS -c $PKI/device.crt -k $PKI/device.key"
-}
-
-LINE= # the result line of the last tcpload run
-
-# Runs one client on the load CPU and sets LINE; in the background and waited for, so that a
-# signal to this script is handled at once.
-tcpload() { # NAME-FOR-LOG ARGS...
-	local tag=$1 pid
-	shift
-	"${PIN_LOAD[@]}" "$TL" "$@" >"$OUT/$tag.kv" 2>"$LOGS/$tag.txt" &
-	pid=$!
-	CUR_TL=$pid
-	wait "$pid"
-	CUR_TL=
-	LINE=$(grep '^mode=' "$OUT/$tag.kv" | tail -n 1)
 }
 
 # A proxy is only measured if 256 KiB sent with the device certificate (and the server
@@ -347,13 +185,13 @@ tcpload() { # NAME-FOR-LOG ARGS...
 sanity() { # PROXY: sets REASON on failure
 	local p=$1
 	# shellcheck disable=SC2046
-	tcpload "sanity-$p" -m check -C "$PKI/server-ca.crt" $(tls_args "$p")
+	run_client "sanity-$p" -m check -C "$PKI/server-ca.crt" $(tls_args "$p")
 	if [ "$(kv echo_ok "$LINE")" != 1 ]; then
 		REASON="no echo through the proxy with the device certificate: $(grep -m1 'tcpload:' "$LOGS/sanity-$p.txt")"
 		return 1
 	fi
 	NEG[$p]="$(kv tls "$LINE") $(kv cipher "$LINE") $(kv group "$LINE")"
-	tcpload "nocert-$p" -m check -a "127.0.0.1:${PORT[$p]}" -s "$SNI" -V "$TLS"
+	run_client "nocert-$p" -m check -a "127.0.0.1:${PORT[$p]}" -s "$SNI" -V "$TLS"
 	if [ "$(kv echo_ok "$LINE")" != 0 ]; then
 		REASON="a client without a certificate got through: mTLS is not enforced"
 		return 1
@@ -361,15 +199,12 @@ sanity() { # PROXY: sets REASON on failure
 }
 
 # ---- measurements ----
-# Each appends "TEST PROXY REPEAT key=value..." to $OUT/results.txt; ok=0 marks a run whose
-# figures are not to be trusted, with the reason in why=.
-
-record() { echo "$*" >>"$OUT/results.txt"; }
+# Each records a line (lib.sh's record).
 
 measure_stream() { # DIR STREAMS PROXY REPEAT
 	local d=$1 n=$2 p=$3 r=$4 t="$1-$2" line ok=1 why=""
 	# shellcheck disable=SC2046
-	tcpload "$t-$p-$r" -m "$d" -n "$n" -d "$DURATION" -w "$WARMUP" -O "$COUNTERS" -r "$PROBE_RATE" \
+	run_client "$t-$p-$r" -m "$d" -n "$n" -d "$DURATION" -w "$WARMUP" -O "$COUNTERS" -r "$PROBE_RATE" \
 		-p "$(proxy_pids "$p" | paste -sd,)" -o "${PID[origin]}" $(tls_args "$p")
 	line=$LINE
 	if [ -z "$line" ]; then
@@ -382,61 +217,12 @@ measure_stream() { # DIR STREAMS PROXY REPEAT
 	log "  $t ${LABEL[$p]} #$r: $(kv mbps "$line") MB/s, proxy $(kv proxy_ms_per_mb "$line") ms CPU per MB (CPU: proxy $(kv proxy_cpu "$line")%, origin $(kv origin_cpu "$line")%, load $(kv loadgen_cpu "$line")%, other $(kv other_cpu "$line")%, irq $(kv irq_cpu "$line")%; per stream $(kv stream_min_mbps "$line")..$(kv stream_max_mbps "$line"), fairness $(kv fairness "$line"); new connections p50 $(kv probe_p50_ms "$line") ms, p90 $(kv probe_p90_ms "$line") ms, $(kv probe_unfinished "$line") of $(kv probes "$line") unfinished)${why:+ [$why]}"
 }
 
-# Memory per idle connection: a freshly started proxy, one echo through it, RSS, then
-# IDLE_CONNS connections that each echo ECHO bytes through the origin and are then held,
-# RSS again after IDLE_SETTLE s.
+# Memory per idle connection (lib.sh's measure_idle_rss): a freshly started proxy, one echo
+# through it, RSS, then IDLE_CONNS connections that each echo ECHO bytes through the origin and
+# are then held, RSS again after IDLE_SETTLE s.
 measure_idle() { # ECHO PROXY REPEAT
-	local e=$1 p=$2 r=$3 why="" pids base after nproc left n i f up=0 failed=0 dropped=0 ok=1 kib
-	local files=() tlp=() t="idle-$1"
-	stop_server "$p"
-	start_proxy "$p" || {
-		record "$t $p $r ok=0 why=restart_failed"
-		log "  $t ${LABEL[$p]} #$r: restart failed: $REASON"
-		return
-	}
 	# shellcheck disable=SC2046
-	tcpload "$t-warm-$p-$r" -m check -q $(tls_args "$p")
-	sleep 0.5
-	pids=$(proxy_pids "$p")
-	# shellcheck disable=SC2086
-	base=$(rss_kb $pids)
-	nproc=$(((IDLE_CONNS + IDLE_PER_PROC - 1) / IDLE_PER_PROC))
-	left=$IDLE_CONNS
-	for i in $(seq "$nproc"); do
-		n=$(((left + nproc - i) / (nproc - i + 1)))
-		left=$((left - n))
-		f=$OUT/$t-$p-$r-$i.kv
-		files+=("$f")
-		# shellcheck disable=SC2046
-		"${PIN_LOAD[@]}" "$TL" -m idle -n "$n" -b "$e" -d 600 -i 100 $(tls_args "$p") \
-			>"$f" 2>"$LOGS/$t-$p-$r-$i.txt" &
-		tlp+=($!)
-		TL_PIDS+=($!)
-	done
-	for f in "${files[@]}"; do
-		for i in $(seq 1800); do
-			grep -q '^ready=' "$f" 2>/dev/null && break
-			sleep 0.1
-		done
-	done
-	sleep "$IDLE_SETTLE"
-	# shellcheck disable=SC2086
-	after=$(rss_kb $pids)
-	for i in "${tlp[@]}"; do kill -USR1 "$i" 2>/dev/null; done
-	for i in "${tlp[@]}"; do wait "$i" 2>/dev/null; done
-	TL_PIDS=()
-	for f in "${files[@]}"; do
-		up=$((up + $(kv up "$(grep '^mode=' "$f")" || echo 0)))
-		failed=$((failed + $(kv failed "$(grep '^mode=' "$f")" || echo 0)))
-		dropped=$((dropped + $(kv dropped "$(grep '^mode=' "$f")" || echo 0)))
-	done
-	if [ "$up" -lt "$IDLE_CONNS" ]; then ok=0 why="only_${up}_of_${IDLE_CONNS}_up(failed=$failed,dropped=$dropped)"; fi
-	alive "$p" || { ok=0 why="proxy_exited"; }
-	kib=n/a
-	[ "$up" -gt 0 ] && kib=$(awk -v a="$base" -v b="$after" -v n="$up" 'BEGIN {printf "%.2f", (b - a) / n}')
-	record "$t $p $r value=$kib base_kb=$base after_kb=$after up=$up ok=$ok why=$why"
-	log "  $t ${LABEL[$p]} #$r: $up up, RSS $base -> $after KiB, $kib KiB per connection${why:+ [$why]}"
-	stop_server "$p"
+	measure_idle_rss "idle-$1" "$2" "$3" -m check -q $(tls_args "$2") -- -b "$1" $(tls_args "$2")
 }
 
 # ---- run ----
@@ -455,17 +241,7 @@ if ! start_origin; then
 	exit 1
 fi
 
-ACTIVE=()
-for p in "${PROXY_LIST[@]}"; do
-	if start_proxy "$p" && sanity "$p"; then
-		ACTIVE+=("$p")
-		log "${LABEL[$p]} on 127.0.0.1:${PORT[$p]}: ready (${NEG[$p]})"
-	else
-		NA[$p]=$REASON
-		stop_server "$p"
-		log "${LABEL[$p]}: n/a: $REASON"
-	fi
-done
+bring_up "${PROXY_LIST[@]}"
 
 if [[ " $TCP_TESTS " == *" stream "* ]]; then
 	for d in $DIRS; do
@@ -479,9 +255,7 @@ if [[ " $TCP_TESTS " == *" stream "* ]]; then
 		done
 	done
 fi
-for p in "${ACTIVE[@]}"; do
-	alive "$p" || { [ -z "${NA[$p]:-}" ] && NA[$p]="exited during the run: $(tail -n 2 "$LOGS/$p.out" | tr '\n' ' ')"; }
-done
+note_exited
 if [[ " $TCP_TESTS " == *" idle "* ]]; then
 	for e in $IDLE_ECHO; do
 		log "idle: $IDLE_CONNS connections, $e byte(s) echoed each, x $REPEAT per proxy (fresh proxy each time)"
@@ -493,31 +267,12 @@ if [[ " $TCP_TESTS " == *" idle "* ]]; then
 		done
 	done
 fi
-cleanup
+stop_all
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 END=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "done; load average: $LOAD_AFTER"
 
 # ---- report ----
-
-median() { # values on stdin (one per line); "n/a" if none
-	sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
-}
-
-fig() { # TEST PROXY FIELD: median over the valid runs
-	awk -v t="$1" -v p="$2" -v f="$3" '$1 == t && $2 == p && / ok=1/ {for (i = 4; i <= NF; i++) {n = index($i, "="); if (substr($i, 1, n - 1) == f) print substr($i, n + 1)}}' \
-		"$OUT/results.txt" 2>/dev/null | grep -v '^n/a$' | median
-}
-
-runs() { # TEST PROXY: "valid/total"
-	awk -v t="$1" -v p="$2" '$1 == t && $2 == p {n++; if (/ ok=1/) v++} END {printf "%d/%d", v, n}' "$OUT/results.txt" 2>/dev/null
-}
-
-ratio() { # A B
-	awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || b + 0 <= 0 || a + 0 < 0) print "n/a"; else printf "%.2f", a / b}'
-}
-
-round() { awk -v a="$1" -v d="${2:-0}" 'BEGIN {if (a == "n/a") print "n/a"; else printf "%.*f", d, a}'; }
 
 val() { # TEST PROXY FIELD DECIMALS
 	if [ -n "${NA[$2]:-}" ] || [[ " ${PROXY_LIST[*]} " != *" $2 "* ]]; then echo n/a; return; fi
@@ -547,7 +302,7 @@ probe_row() { # LABEL TEST
 dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (origin->device)"; }
 
 {
-	echo "moat TCP bench - $(date -u +%Y-%m-%d), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr)"
+	echo "moat TCP bench - $(machine)"
 	echo "WORKERS=$WORKERS DURATION=${DURATION}s WARMUP=${WARMUP}s REPEAT=$REPEAT TLS $TLS; median of $REPEAT runs; MB = 10^6 bytes"
 	echo "pinning: $PINNING"
 	echo "haproxy $(haproxy -v | head -n 1 | awk '{print $3}'), $(openssl version | awk '{print $1, $2}')$([ -x "$MOATD_RUN" ] && echo ", $("$MOATD_RUN" -v 2>&1 | head -n 1)")"
@@ -629,8 +384,7 @@ dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (
 			done
 		done
 		[ -n "$under" ] && echo "NOTE: proxy below 90% of its $PROXY_CORES core(s):${under%;}. The limit was elsewhere (the load core, other processes, kernel softirq work): such a figure is a lower bound; the CPU per MB is the better comparison."
-		noisy=$(awk '{for (i = 4; i <= NF; i++) if ($i ~ /^other_cpu=/) {split($i, a, "="); if (a[2] + 0 > 10) n++}} END {print n + 0}' "$OUT/results.txt" 2>/dev/null)
-		[ "$noisy" -gt 0 ] && echo "WARNING: in $noisy runs other processes used more than 10% of a core: the machine was not quiet"
+		noisy_warning
 	fi
 	for p in "${PROXY_LIST[@]}"; do
 		[ -n "${NA[$p]:-}" ] && echo "${LABEL[$p]}: n/a - ${NA[$p]}"
@@ -648,7 +402,5 @@ dirname_() { [ "$1" = up ] && echo "upload (device->origin)" || echo "download (
 			case $v in "${REPEAT}/${REPEAT}" | 0/0) ;; *) echo "${LABEL[$p]}: $t: only $v runs valid" ;; esac
 		done
 	done
-	echo
-	echo "all runs ($OUT/results.txt):"
-	sed 's/^/  /' "$OUT/results.txt" 2>/dev/null
+	results_listing
 } | tee "$OUT/summary.txt"

@@ -32,28 +32,25 @@
  * Output: one key=value line on stdout (after the "ready" line in idle mode); human text on
  * stderr. MB = 10^6 bytes.
  *
- * Build: cc -O2 -Wall -Wextra -Werror bench/tcpload.c -lssl -lcrypto -o build/bench/tcpload
+ * Build: cc -O2 -Wall -Wextra -Werror bench/tcpload.c bench/tlsclient.c -lssl -lcrypto \
+ *            -o build/bench/tcpload
  */
 #define _GNU_SOURCE
+#include "tlsclient.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -61,7 +58,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#define NS_PER_S 1000000000ull
 #define MAX_EVENTS 512
 #define CHUNK (64 * 1024) /* client writes (up) and reads (down) */
 #define ORIGIN_CHUNK (256 * 1024) /* origin reads and sends */
@@ -76,27 +72,7 @@
 enum mode { MODE_SERVE, MODE_UP, MODE_DOWN, MODE_IDLE, MODE_CHECK };
 static const char *const mode_names[] = {"serve", "up", "down", "idle", "check"};
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "tcpload: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
+const char tlsclient_prog[] = "tcpload";
 
 /* the pattern sent in echo and check mode: byte i of a stream */
 static unsigned char pattern(uint64_t i)
@@ -111,13 +87,9 @@ static unsigned char pattern(uint64_t i)
 
 struct opts {
 	enum mode mode;
-	const char *target;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	char hostpart[256];
-	const char *sni, *ca, *cert, *key, *counters, *proxy_pids, *origin_pids;
-	int tls_min, tls_max;
-	int plain, quiet;
+	struct tlsclient_opts net; /* -a (serve: where to listen), -s, -C, -c, -k, -V, -P */
+	const char *counters, *proxy_pids, *origin_pids;
+	int quiet;
 	unsigned conns, inflight;
 	double duration, warmup, probe_rate;
 	size_t echo_bytes;
@@ -134,44 +106,9 @@ static void usage(FILE *f)
 	           "[-r PROBES_PER_S] [-q]\n");
 }
 
-static double parse_num(const char *s, const char *what, double min)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end == s || *end != '\0' || v < min)
-		die("bad value for %s", what);
-	return v;
-}
-
-static void parse_target(struct opts *o)
-{
-	struct addrinfo hints, *res = NULL;
-	const char *port = strrchr(o->target, ':');
-	size_t hl;
-	int rc;
-
-	if (!port)
-		die("bad address %s (HOST:PORT)", o->target);
-	hl = (size_t)(port - o->target);
-	if (hl == 0 || hl >= sizeof(o->hostpart))
-		die("bad address %s", o->target);
-	memcpy(o->hostpart, o->target, hl);
-	o->hostpart[hl] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(o->hostpart, port + 1, &hints, &res);
-	if (rc != 0 || !res)
-		die("cannot resolve %s: %s", o->target, gai_strerror(rc));
-	memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
-	o->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-}
-
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
 	int ch, have_mode = 0, have_b = 0;
-	unsigned i;
 
 	memset(o, 0, sizeof(*o));
 	o->conns = 1;
@@ -180,62 +117,32 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	o->inflight = 100;
 	o->echo_bytes = 1;
 	while ((ch = getopt(argc, argv, "m:a:s:C:c:k:V:Pn:d:w:i:b:O:p:o:r:qh")) != -1) {
+		if (tlsclient_opt(&o->net, ch, optarg))
+			continue;
 		switch (ch) {
 		case 'm':
-			for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-				if (strcmp(optarg, mode_names[i]) == 0)
-					break;
-			if (i == sizeof(mode_names) / sizeof(mode_names[0]))
-				die("unknown mode %s", optarg);
-			o->mode = (enum mode)i;
+			o->mode = (enum mode)tlsclient_parse_mode(
+			        optarg, mode_names, sizeof(mode_names) / sizeof(mode_names[0]));
 			have_mode = 1;
 			break;
-		case 'a':
-			o->target = optarg;
-			break;
-		case 's':
-			o->sni = optarg;
-			break;
-		case 'C':
-			o->ca = optarg;
-			break;
-		case 'c':
-			o->cert = optarg;
-			break;
-		case 'k':
-			o->key = optarg;
-			break;
-		case 'V':
-			if (strcmp(optarg, "1.2") == 0)
-				o->tls_min = o->tls_max = TLS1_2_VERSION;
-			else if (strcmp(optarg, "1.3") == 0)
-				o->tls_min = o->tls_max = TLS1_3_VERSION;
-			else if (strcmp(optarg, "any") == 0)
-				o->tls_min = o->tls_max = 0;
-			else
-				die("unknown TLS version %s (1.2, 1.3, any)", optarg);
-			break;
-		case 'P':
-			o->plain = 1;
-			break;
 		case 'n':
-			o->conns = (unsigned)parse_num(optarg, "-n", 1);
+			o->conns = (unsigned)tlsclient_parse_num(optarg, "-n", 1);
 			break;
 		case 'd':
-			o->duration = parse_num(optarg, "-d", 0.001);
+			o->duration = tlsclient_parse_num(optarg, "-d", 0.001);
 			break;
 		case 'w':
-			o->warmup = parse_num(optarg, "-w", 0);
+			o->warmup = tlsclient_parse_num(optarg, "-w", 0);
 			break;
 		case 'i':
-			o->inflight = (unsigned)parse_num(optarg, "-i", 1);
+			o->inflight = (unsigned)tlsclient_parse_num(optarg, "-i", 1);
 			break;
 		case 'b':
-			o->echo_bytes = (size_t)parse_num(optarg, "-b", 1);
+			o->echo_bytes = (size_t)tlsclient_parse_num(optarg, "-b", 1);
 			have_b = 1;
 			break;
 		case 'r':
-			o->probe_rate = parse_num(optarg, "-r", 0);
+			o->probe_rate = tlsclient_parse_num(optarg, "-r", 0);
 			break;
 		case 'O':
 			o->counters = optarg;
@@ -257,18 +164,16 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			exit(2);
 		}
 	}
-	if (optind != argc || !have_mode || !o->target) {
+	if (optind != argc || !have_mode || !o->net.target) {
 		usage(stderr);
 		exit(2);
 	}
-	if ((o->cert == NULL) != (o->key == NULL))
-		die("%s", "-c and -k go together");
 	if (o->mode == MODE_CHECK) {
 		o->conns = 1;
 		if (!have_b)
 			o->echo_bytes = 256 * 1024;
 	}
-	parse_target(o);
+	tlsclient_opts_done(&o->net);
 }
 
 /* ---- CPU accounting ---- */
@@ -330,9 +235,8 @@ static void cpu_take(struct cpu_snap *s, const struct opts *o)
 	s->proxy = pid_ticks(o->proxy_pids);
 	s->origin = pid_ticks(o->origin_pids);
 	getrusage(RUSAGE_SELF, &ru);
-	s->self = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	s->t = now_ns();
+	s->self = tlsclient_cpu_seconds(&ru);
+	s->t = tlsclient_now_ns();
 }
 
 /* ---- the origin ---- */
@@ -361,7 +265,7 @@ static void o_interest(int fd, struct oconn *c, uint32_t ev)
 	if (ev == c->events)
 		return;
 	if (epoll_ctl(so.ep, EPOLL_CTL_MOD, fd, &e) < 0)
-		die("epoll_ctl: %s", strerror(errno));
+		tlsclient_die("epoll_ctl: %s", strerror(errno));
 	c->events = ev;
 }
 
@@ -403,19 +307,19 @@ static void o_accept(void)
 				n *= 2;
 			so.c = realloc(so.c, n * sizeof(*so.c));
 			if (!so.c)
-				die("%s", "out of memory");
+				tlsclient_die("%s", "out of memory");
 			memset(so.c + so.nc, 0, (n - so.nc) * sizeof(*so.c));
 			so.nc = n;
 		}
 		c = calloc(1, sizeof(*c));
 		if (!c)
-			die("%s", "out of memory");
+			tlsclient_die("%s", "out of memory");
 		c->events = EPOLLIN;
 		so.c[fd] = c;
 		e.events = EPOLLIN;
 		e.data.u64 = (uint64_t)fd;
 		if (epoll_ctl(so.ep, EPOLL_CTL_ADD, fd, &e) < 0)
-			die("epoll_ctl: %s", strerror(errno));
+			tlsclient_die("epoll_ctl: %s", strerror(errno));
 		so.open++;
 		so.accepted++;
 	}
@@ -475,7 +379,7 @@ static void o_event(int fd, uint32_t events)
 				if (c->cmd == 'E') {
 					c->ebuf = malloc(ECHO_BUF);
 					if (!c->ebuf)
-						die("%s", "out of memory");
+						tlsclient_die("%s", "out of memory");
 				} else if (c->cmd == 'D') {
 					o_interest(fd, c, EPOLLIN | EPOLLOUT);
 				} else if (c->cmd != 'U') {
@@ -534,12 +438,12 @@ static volatile uint64_t *map_counters(const char *path, int create)
 	void *p;
 
 	if (fd < 0)
-		die("cannot open %s: %s", path, strerror(errno));
+		tlsclient_die("cannot open %s: %s", path, strerror(errno));
 	if (create && ftruncate(fd, 4096) < 0)
-		die("ftruncate %s: %s", path, strerror(errno));
+		tlsclient_die("ftruncate %s: %s", path, strerror(errno));
 	p = mmap(NULL, 4096, create ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
-		die("mmap %s: %s", path, strerror(errno));
+		tlsclient_die("mmap %s: %s", path, strerror(errno));
 	close(fd);
 	return p;
 }
@@ -548,53 +452,35 @@ static int serve(const struct opts *o)
 {
 	struct epoll_event e, evs[MAX_EVENTS];
 	int one = 1, sfd;
-	sigset_t mask;
 	size_t i;
 
 	so.rbuf = malloc(ORIGIN_CHUNK);
 	so.sbuf = malloc(ORIGIN_CHUNK);
 	if (!so.rbuf || !so.sbuf)
-		die("%s", "out of memory");
+		tlsclient_die("%s", "out of memory");
 	for (i = 0; i < ORIGIN_CHUNK; i++)
 		so.sbuf[i] = pattern(i);
 	so.ctr = o->counters ? map_counters(o->counters, 1) : so.local_ctr;
 
-	so.lfd = socket(o->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	so.lfd = socket(o->net.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (so.lfd < 0)
-		die("socket: %s", strerror(errno));
+		tlsclient_die("socket: %s", strerror(errno));
 	setsockopt(so.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(so.lfd, (struct sockaddr *)&o->addr, o->addrlen) < 0)
-		die("bind %s: %s", o->target, strerror(errno));
+	if (bind(so.lfd, (struct sockaddr *)&o->net.addr, o->net.addrlen) < 0)
+		tlsclient_die("bind %s: %s", o->net.target, strerror(errno));
 	if (listen(so.lfd, 4096) < 0)
-		die("listen: %s", strerror(errno));
+		tlsclient_die("listen: %s", strerror(errno));
 
-	so.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (so.ep < 0)
-		die("epoll_create1: %s", strerror(errno));
+	so.ep = tlsclient_epoll(EV_SIGNAL, &sfd);
 	e.events = EPOLLIN;
 	e.data.u64 = EV_LISTEN;
 	epoll_ctl(so.ep, EPOLL_CTL_ADD, so.lfd, &e);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sfd < 0)
-		die("signalfd: %s", strerror(errno));
-	e.events = EPOLLIN;
-	e.data.u64 = EV_SIGNAL;
-	epoll_ctl(so.ep, EPOLL_CTL_ADD, sfd, &e);
 	if (!o->quiet)
-		fprintf(stderr, "tcpload serve: listening on %s\n", o->target);
+		fprintf(stderr, "tcpload serve: listening on %s\n", o->net.target);
 
 	for (;;) {
-		int k = epoll_wait(so.ep, evs, MAX_EVENTS, -1), j;
+		int k = tlsclient_wait(so.ep, evs, MAX_EVENTS, -1), j;
 
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			die("epoll_wait: %s", strerror(errno));
-		}
 		for (j = 0; j < k; j++) {
 			uint64_t d = evs[j].data.u64;
 
@@ -656,7 +542,7 @@ static struct {
 	unsigned next, setting_up, up, streaming, failed, dropped, errors, logged;
 	struct cpu_snap s0, s1;
 	uint64_t ctr0[2], ctr1[2];
-	char tls_version[32], tls_cipher[64], tls_group[32];
+	struct tlsclient_params tls; /* negotiated by the first connection */
 	char last_error[256];
 
 	/* probes: new connections, each a handshake and a 1-byte echo, during up and down */
@@ -686,7 +572,7 @@ static void interest(struct conn *c, uint32_t ev)
 	if (ev == c->events)
 		return;
 	if (epoll_ctl(g.ep, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e) < 0)
-		die("epoll_ctl: %s", strerror(errno));
+		tlsclient_die("epoll_ctl: %s", strerror(errno));
 	c->events = ev;
 }
 
@@ -732,7 +618,7 @@ static const char *tls_reason(struct conn *c, int e, int saved_errno)
 	static char buf[320];
 	unsigned long err = ERR_peek_last_error();
 
-	if (c->ssl && g.o.ca && SSL_get_verify_result(c->ssl) != X509_V_OK)
+	if (c->ssl && g.o.net.ca && SSL_get_verify_result(c->ssl) != X509_V_OK)
 		snprintf(buf, sizeof(buf), "server certificate: %s",
 		         X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
 	else if (err)
@@ -748,82 +634,44 @@ static const char *tls_reason(struct conn *c, int e, int saved_errno)
 	return buf;
 }
 
-/* read/write on a connection, TLS or not: >0 bytes, 0 end of stream, or one of these */
-#define IO_WANT_READ (-1)
-#define IO_WANT_WRITE (-2)
-#define IO_ERROR (-3)
-
+/* why the last c_recv or c_send returned IO_ERROR */
 static const char *io_why;
 
+static const char *io_reason(struct conn *c, const struct tlsclient_err *e)
+{
+	return e->ssl ? tls_reason(c, e->ssl, e->sys) : strerror(e->sys);
+}
+
+/* read/write on a connection, TLS or not: >0 bytes, 0 end of stream, or an IO_ code */
 static long c_recv(struct conn *c, unsigned char *b, size_t n)
 {
-	int r, e;
+	struct tlsclient_err e;
+	long r = tlsclient_recv(c->fd, c->ssl, b, n, &e);
 
-	if (!c->ssl) {
-		ssize_t k = recv(c->fd, b, n, 0);
-
-		if (k >= 0)
-			return k;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return IO_WANT_READ;
-		io_why = strerror(errno);
-		return IO_ERROR;
-	}
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_read(c->ssl, b, (int)n);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ)
-		return IO_WANT_READ;
-	if (e == SSL_ERROR_WANT_WRITE)
-		return IO_WANT_WRITE;
-	if (e == SSL_ERROR_ZERO_RETURN)
-		return 0;
-	if (e == SSL_ERROR_SYSCALL && errno == 0 && ERR_peek_error() == 0)
-		return 0;
-	io_why = tls_reason(c, e, errno);
-	return IO_ERROR;
+	if (r == IO_ERROR)
+		io_why = io_reason(c, &e);
+	return r;
 }
 
 static long c_send(struct conn *c, const unsigned char *b, size_t n)
 {
-	int r, e;
+	struct tlsclient_err e;
+	long r = tlsclient_send(c->fd, c->ssl, b, n, &e);
 
-	if (!c->ssl) {
-		ssize_t k = send(c->fd, b, n, MSG_NOSIGNAL);
-
-		if (k >= 0)
-			return k;
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return IO_WANT_WRITE;
-		io_why = strerror(errno);
-		return IO_ERROR;
-	}
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_write(c->ssl, b, (int)n);
-	if (r > 0)
-		return r;
-	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ)
-		return IO_WANT_READ;
-	if (e == SSL_ERROR_WANT_WRITE)
-		return IO_WANT_WRITE;
-	io_why = tls_reason(c, e, errno);
-	return IO_ERROR;
+	if (r == IO_ERROR)
+		io_why = io_reason(c, &e);
+	return r;
 }
 
 static void conn_open(struct conn *c)
 {
-	int fd = socket(g.o.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(g.o.net.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	c->gen++;
 	c->events = 0;
 	c->bytes = c->bytes_at_meas = c->bytes_window = 0;
 	c->hello_off = c->echo_got = c->wpend = 0;
-	c->t_open = now_ns();
+	c->t_open = tlsclient_now_ns();
 	if (!c->probe)
 		g.setting_up++;
 	if (fd < 0) {
@@ -833,49 +681,31 @@ static void conn_open(struct conn *c)
 	}
 	c->fd = fd;
 	c->st = CS_CONNECTING;
-	if (connect(fd, (struct sockaddr *)&g.o.addr, g.o.addrlen) < 0 && errno != EINPROGRESS) {
+	if (tlsclient_connect(fd, &g.o.net, 0) < 0) {
 		conn_fail(c, "connect", strerror(errno));
 		return;
 	}
 	interest(c, EPOLLOUT);
 }
 
-static void note_tls_params(SSL *ssl)
-{
-	int nid = (int)SSL_get_negotiated_group(ssl);
-	const char *gn = nid ? OBJ_nid2sn(nid) : NULL;
-
-	snprintf(g.tls_version, sizeof(g.tls_version), "%s", SSL_get_version(ssl));
-	snprintf(g.tls_cipher, sizeof(g.tls_cipher), "%s", SSL_get_cipher_name(ssl));
-	snprintf(g.tls_group, sizeof(g.tls_group), "%s", gn ? gn : "unknown");
-}
-
 static void conn_step(struct conn *c, uint32_t events);
 
 static void conn_connected(struct conn *c)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
+	int err = tlsclient_sock_error(c->fd);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
 	if (err) {
 		conn_fail(c, "connect", strerror(err));
 		return;
 	}
-	if (g.o.plain) {
+	if (g.o.net.plain) {
 		c->st = CS_HELLO;
 		return;
 	}
-	c->ssl = SSL_new(g.ctx);
-	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+	c->ssl = tlsclient_ssl_new(g.ctx, c->fd, &g.o.net);
+	if (!c->ssl) {
 		conn_fail(c, "tls", "SSL_new failed");
 		return;
-	}
-	if (g.o.sni) {
-		SSL_set_tlsext_host_name(c->ssl, g.o.sni);
-		if (g.o.ca)
-			SSL_set1_host(c->ssl, g.o.sni);
 	}
 	c->st = CS_HANDSHAKE;
 }
@@ -887,7 +717,7 @@ static void stream_up(struct conn *c)
 	g.setting_up--;
 	g.streaming++;
 	if (g.streaming == g.o.conns && !g.t_all_up) {
-		g.t_all_up = now_ns();
+		g.t_all_up = tlsclient_now_ns();
 		g.t_meas = g.t_all_up + (uint64_t)(g.o.warmup * (double)NS_PER_S);
 		g.t_end = g.t_meas + (uint64_t)(g.o.duration * (double)NS_PER_S);
 	}
@@ -905,26 +735,19 @@ static void conn_step(struct conn *c, uint32_t events)
 			return;
 	}
 	if (c->st == CS_HANDSHAKE) {
-		int r, e;
+		struct tlsclient_err e;
+		int r = tlsclient_handshake(c->ssl, &e);
 
-		ERR_clear_error();
-		errno = 0;
-		r = SSL_connect(c->ssl);
-		if (r != 1) {
-			e = SSL_get_error(c->ssl, r);
-			if (e == SSL_ERROR_WANT_READ) {
-				interest(c, EPOLLIN);
-				return;
-			}
-			if (e == SSL_ERROR_WANT_WRITE) {
-				interest(c, EPOLLOUT);
-				return;
-			}
-			conn_fail(c, "handshake", tls_reason(c, e, errno));
+		if (r == IO_WANT_READ || r == IO_WANT_WRITE) {
+			interest(c, r == IO_WANT_READ ? EPOLLIN : EPOLLOUT);
 			return;
 		}
-		if (!g.tls_version[0])
-			note_tls_params(c->ssl);
+		if (r != 1) {
+			conn_fail(c, "handshake", tls_reason(c, e.ssl, e.sys));
+			return;
+		}
+		if (!g.tls.version[0])
+			tlsclient_params(c->ssl, &g.tls);
 		c->st = CS_HELLO;
 	}
 	if (c->st == CS_HELLO) {
@@ -986,7 +809,7 @@ static void conn_step(struct conn *c, uint32_t events)
 			}
 			if (c->probe) {
 				if (g.probe_n < g.probe_cap)
-					g.probe_ns[g.probe_n++] = now_ns() - c->t_open;
+					g.probe_ns[g.probe_n++] = tlsclient_now_ns() - c->t_open;
 				conn_close(c);
 				c->st = CS_FREE;
 				return;
@@ -1082,7 +905,7 @@ static void idle_fill(void)
 		conn_open(&g.c[g.next++]);
 	if (!g.ready && g.next == g.o.conns && g.setting_up == 0) {
 		g.ready = 1;
-		g.t_ready = now_ns();
+		g.t_ready = tlsclient_now_ns();
 		if (g.o.mode == MODE_IDLE) {
 			printf("ready=1 up=%u failed=%u setup_s=%.3f\n", g.up, g.failed,
 			       (double)(g.t_ready - g.t0) / (double)NS_PER_S);
@@ -1096,39 +919,14 @@ static void idle_fill(void)
 
 static SSL_CTX *tls_setup(const struct opts *o)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx = tlsclient_ctx_new(&o->net);
 
-	if (!ctx)
-		die("%s", "SSL_CTX_new failed");
-	if (o->tls_min)
-		SSL_CTX_set_min_proto_version(ctx, o->tls_min);
-	if (o->tls_max)
-		SSL_CTX_set_max_proto_version(ctx, o->tls_max);
-	/* full handshakes only, as in loadgen */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (o->mode == MODE_IDLE) {
 		SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	} else if (o->mode == MODE_DOWN) {
 		/* fewer read() calls on the load core: several records per read */
 		SSL_CTX_set_read_ahead(ctx, 1);
 		SSL_CTX_set_default_read_buffer_len(ctx, 4 * 16384 + 2048);
-	}
-	if (o->cert) {
-		if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1)
-			die("cannot load the client certificate %s", o->cert);
-		if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1)
-			die("cannot load the client key %s", o->key);
-		if (SSL_CTX_check_private_key(ctx) != 1)
-			die("the client key %s does not match the certificate", o->key);
-	}
-	if (o->ca) {
-		if (SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1)
-			die("cannot load the CA file %s", o->ca);
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}
 	return ctx;
 }
@@ -1154,15 +952,15 @@ static void snapshot(int first)
 static void report(void)
 {
 	const struct opts *o = &g.o;
-	const char *tls = o->plain ? "none" : g.tls_version[0] ? g.tls_version : "unknown";
+	const char *tls = o->net.plain ? "none" : g.tls.version[0] ? g.tls.version : "unknown";
 
 	printf("mode=%s target=%s tls=%s cipher=%s group=%s conns=%u", mode_names[o->mode],
-	       o->target, tls,
-	       o->plain          ? "none"
-	       : g.tls_cipher[0] ? g.tls_cipher
+	       o->net.target, tls,
+	       o->net.plain      ? "none"
+	       : g.tls.cipher[0] ? g.tls.cipher
 	                         : "unknown",
-	       o->plain         ? "none"
-	       : g.tls_group[0] ? g.tls_group
+	       o->net.plain     ? "none"
+	       : g.tls.group[0] ? g.tls.group
 	                        : "unknown",
 	       o->conns);
 	if (o->mode == MODE_UP || o->mode == MODE_DOWN) {
@@ -1262,7 +1060,7 @@ static void report(void)
 			        secs > 0 ? (double)bytes / 1e6 / secs : 0, secs,
 			        secs > 0 ? (double)mn / 1e6 / secs : 0,
 			        secs > 0 ? (double)mx / 1e6 / secs : 0, jain,
-			        secs > 0 ? proxy_s / secs * 100 : 0, tls, g.tls_cipher);
+			        secs > 0 ? proxy_s / secs * 100 : 0, tls, g.tls.cipher);
 	} else if (o->mode == MODE_IDLE) {
 		printf(" up=%u failed=%u dropped=%u setup_s=%.3f held_s=%.3f last_error=%s\n", g.up,
 		       g.failed, g.dropped,
@@ -1283,7 +1081,7 @@ static void client_loop(void)
 	unsigned i;
 
 	for (;;) {
-		uint64_t t = now_ns(), deadline;
+		uint64_t t = tlsclient_now_ns(), deadline;
 		int k, timeout;
 
 		if (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) {
@@ -1327,26 +1125,14 @@ static void client_loop(void)
 			deadline = g.ready ? g.t_end : g.t0 + SETUP_LIMIT_NS + 1;
 		if (g.measuring && g.nprobe_slots && g.probe_next < deadline)
 			deadline = g.probe_next;
-		if (deadline <= t)
-			timeout = 0;
-		else if (deadline - t > 60 * NS_PER_S)
-			timeout = 60000;
-		else
-			timeout = (int)((deadline - t + 999999) / 1000000);
-		k = epoll_wait(g.ep, evs, MAX_EVENTS, timeout);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			die("epoll_wait: %s", strerror(errno));
-		}
+		timeout = tlsclient_timeout_ms(deadline, t);
+		k = tlsclient_wait(g.ep, evs, MAX_EVENTS, timeout);
 		for (i = 0; i < (unsigned)k; i++) {
 			uint64_t d = evs[i].data.u64;
 			struct conn *c;
 
 			if (d == EV_SIGNAL) {
-				struct signalfd_siginfo si;
-
-				if (read(g.sfd, &si, sizeof(si)) > 0)
+				if (tlsclient_signalled(g.sfd))
 					g.stop = 1;
 				continue;
 			}
@@ -1356,17 +1142,15 @@ static void client_loop(void)
 			conn_step(c, evs[i].events);
 		}
 	}
-	g.t_stop = now_ns();
+	g.t_stop = tlsclient_now_ns();
 }
 
 static int client(void)
 {
-	struct epoll_event e;
-	sigset_t mask;
 	unsigned i;
 	size_t j;
 
-	if (!g.o.plain)
+	if (!g.o.net.plain)
 		g.ctx = tls_setup(&g.o);
 	if ((g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) && g.o.probe_rate > 0) {
 		g.nprobe_slots = PROBE_SLOTS;
@@ -1374,14 +1158,14 @@ static int client(void)
 		g.probe_cap = (unsigned)(g.o.probe_rate * g.o.duration) + 16;
 		g.probe_ns = calloc(g.probe_cap, sizeof(*g.probe_ns));
 		if (!g.probe_ns)
-			die("%s", "out of memory");
+			tlsclient_die("%s", "out of memory");
 	}
 	g.c = calloc(g.o.conns + g.nprobe_slots, sizeof(*g.c));
 	g.buf = malloc(CHUNK);
 	g.rbuf = malloc(CHUNK);
 	g.hello = malloc(1 + g.o.echo_bytes);
 	if (!g.c || !g.buf || !g.rbuf || !g.hello)
-		die("%s", "out of memory");
+		tlsclient_die("%s", "out of memory");
 	for (i = 0; i < g.o.conns + g.nprobe_slots; i++) {
 		g.c[i].fd = -1;
 		g.c[i].hello = g.hello;
@@ -1399,22 +1183,9 @@ static int client(void)
 	if (g.o.counters)
 		g.ctr = map_counters(g.o.counters, 0);
 
-	g.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (g.ep < 0)
-		die("epoll_create1: %s", strerror(errno));
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	g.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (g.sfd < 0)
-		die("signalfd: %s", strerror(errno));
-	e.events = EPOLLIN;
-	e.data.u64 = EV_SIGNAL;
-	epoll_ctl(g.ep, EPOLL_CTL_ADD, g.sfd, &e);
+	g.ep = tlsclient_epoll(EV_SIGNAL, &g.sfd);
 
-	g.t0 = now_ns();
+	g.t0 = tlsclient_now_ns();
 	for (i = 0; i < g.o.conns; i++)
 		g.c[i].hello_len =
 		        (g.o.mode == MODE_UP || g.o.mode == MODE_DOWN) ? 1 : 1 + g.o.echo_bytes;
