@@ -1633,10 +1633,6 @@ static void arm_timer(struct moat_http_conn *c)
 	uv_timer_start(&c->timer, timer_cb, d > now ? d - now : 0, 0);
 }
 
-/* Passes per pump() call: a large transfer must not keep its worker from the event loop, or
- * every other connection of the worker would starve. */
-#define PUMP_MAX_PASSES 16
-
 static void pump(struct moat_http_conn *c)
 {
 	int progress, passes = 0;
@@ -1661,12 +1657,12 @@ static void pump(struct moat_http_conn *c)
 		default:
 			return;
 		}
-	} while (progress > 0 && c->state != CS_CLOSED && ++passes < PUMP_MAX_PASSES);
+	} while (progress > 0 && c->state != CS_CLOSED && ++passes < MOAT_PUMP_MAX_PASSES);
 	if (c->state == CS_CLOSED)
 		return;
 	update_watch(c);
-	if (passes == PUMP_MAX_PASSES)
-		uv_timer_start(&c->timer, timer_cb, 0, 0); /* more to do: after the others */
+	if (passes == MOAT_PUMP_MAX_PASSES)
+		uv_timer_start(&c->timer, timer_cb, MOAT_PUMP_AGAIN_MS, 0); /* after the others */
 	else
 		arm_timer(c);
 }

@@ -637,9 +637,13 @@ static void timer_cb(uv_timer_t *t)
 	}
 }
 
-/* Passes per pump() call: a stream that always has more to move must not keep its worker from
- * the event loop, or every other connection of the worker (and new ones) would starve. */
-#define PUMP_MAX_PASSES 16
+/*
+ * A stream's budget per wake-up: each pass moves up to a buffer (tcp_buffer, 64 KiB by
+ * default) each way. Fewer passes than HTTP's: with a hundred busy streams a worker's loop
+ * turn moves up to passes x 100 buffers before it polls again, and a new connection needs a
+ * few turns to complete its handshake.
+ */
+#define TCP_PUMP_MAX_PASSES 2
 
 static void pump(struct moat_tcp_conn *c)
 {
@@ -667,7 +671,7 @@ static void pump(struct moat_tcp_conn *c)
 		default:
 			return;
 		}
-		if (r <= 0 || c->state == TS_CLOSED || ++passes == PUMP_MAX_PASSES)
+		if (r <= 0 || c->state == TS_CLOSED || ++passes == TCP_PUMP_MAX_PASSES)
 			break;
 	}
 	if (c->state == TS_CLOSED)
@@ -677,7 +681,8 @@ static void pump(struct moat_tcp_conn *c)
 	now = now_ms(c);
 	/* more to do: come back after the loop has served everyone else once (OpenSSL may hold
 	 * decrypted bytes no poll event would announce) */
-	uv_timer_start(&c->timer, timer_cb, passes == PUMP_MAX_PASSES ? 0 : (d > now ? d - now : 0),
+	uv_timer_start(&c->timer, timer_cb,
+	               passes == TCP_PUMP_MAX_PASSES ? MOAT_PUMP_AGAIN_MS : (d > now ? d - now : 0),
 	               0);
 }
 
