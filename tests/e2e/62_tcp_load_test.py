@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from moattest.tcp import (MB, AsyncEchoOrigin, Ended, Pattern, TcpOrigin, device, entry_for,
+from moattest.tcp import (MB, TCP_LISTENER, AsyncEchoOrigin, Ended, Pattern, TcpOrigin, device,
+                          entry_for,
                           random_chunks, start_tcp)
-from moattest.util import wait_until
+from moattest.util import free_port, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RSS_GROWTH_LIMIT_KB = 64 * 1024
@@ -255,3 +256,50 @@ def test_2000_concurrent_connections(moatd, pki):
             for f in (p.stdin, p.stdout, p.stderr):
                 f.close()
         echo.close()
+
+
+@pytest.fixture(scope="module")
+def tcpload(tmp_path_factory):
+    """bench/tcpload (C: a load client and a plain-TCP origin), fast enough to keep moatd busy,
+    which Python peers are not."""
+    root = os.path.dirname(os.path.dirname(HERE))
+    out = tmp_path_factory.mktemp("tcpload") / "tcpload"
+    subprocess.run(["cc", "-O2", "bench/tcpload.c", "bench/tlsclient.c", "-lssl", "-lcrypto",
+                    "-o", str(out)], cwd=root, check=True, timeout=120)
+    return str(out)
+
+
+def kv_line(text):
+    """The key=value result line of a tcpload run."""
+    line = next((l for l in text.splitlines() if l.startswith("mode=")), "")
+    return dict(f.split("=", 1) for f in line.split() if "=" in f)
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_busy_streams_leave_room_for_new_connections(moatd, pki, tcpload, tmp_path, direction):
+    """Four streams as fast as moatd can move them on a one-worker moatd, and new connections
+    (handshake and a 1-byte echo) ten times a second: each stream gets its share and every new
+    connection gets through quickly, because a busy stream yields to the event loop after a
+    bounded amount of work."""
+    port = free_port()
+    counters = tmp_path / "counters"
+    origin = subprocess.Popen([tcpload, "-m", "serve", "-a", f"127.0.0.1:{port}",
+                               "-O", str(counters)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: counters.exists(), 5, what="tcpload serve")
+        m = start_tcp(moatd, f"tcp://127.0.0.1:{port}", moat={"workers": "1"})
+        r = subprocess.run(
+            [tcpload, "-m", direction, "-a", f"127.0.0.1:{m.listener_port(TCP_LISTENER)}",
+             "-s", "alpha.test", "-c", str(pki.dev1.cert), "-k", str(pki.dev1.key),
+             "-n", "4", "-d", "3", "-w", "1", "-O", str(counters), "-r", "10"],
+            capture_output=True, text=True, timeout=60)
+    finally:
+        origin.terminate()
+        origin.wait(timeout=10)
+    res = kv_line(r.stdout)
+    assert res.get("ok") == "1" and res.get("streams_up") == "4", r.stdout + r.stderr
+    assert int(res["probes"]) >= 20, res
+    assert res["probe_unfinished"] == "0" and res["probe_failed"] == "0", r.stderr
+    assert float(res["probe_p50_ms"]) < 250, r.stderr
+    assert float(res["fairness"]) >= 0.9, r.stderr
