@@ -46,38 +46,30 @@ int moat_ca_check_import(const char *cert_pem, const char *key_pem, struct moat_
                          struct moat_ca_err *err) MOAT_WUR;
 
 /*
- * Issues a device certificate from a CSR (PEM). The CSR's signature must verify, its key
- * must be EC P-256/P-384, Ed25519 or RSA of at least 2048 bits, and its subject CN, if any,
- * must equal device_id. The certificate: subject CN=device_id, a 128-bit random serial,
- * validity `days` from now (capped at the CA's expiry), clientAuth extended key usage, the
- * CA's key identifier. Fills info of the new certificate.
- */
-int moat_ca_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
-                     const char *device_id, unsigned days, char **cert_pem,
-                     struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
-
-/* Factory mode: generates an ECDSA P-256 key for the device and issues its certificate as
- * moat_ca_sign_csr does. */
-int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, const char *device_id,
-                           unsigned days, char **cert_pem, char **key_pem,
-                           struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
-
-/*
- * A device CA parsed once, for issuing many certificates: decoding its PEM key costs more than
- * signing with it. moat_ca_signer_new makes the checks moat_ca_sign_csr makes on the CA (a CA
- * certificate, in date, the key matching); the signer's functions are moat_ca_sign_csr and
- * moat_ca_issue_with_key without the PEM CA, and refuse once the CA has expired. A signer is
- * read-only after it is made, but OpenSSL keys are not to be shared between threads that
- * sign at once: use one from one thread.
+ * The device CA that issues device certificates, parsed once: decoding a PEM key costs more
+ * than signing with it. moat_ca_signer_new checks the CA: a CA certificate, in date, the key
+ * matching it. A signer is read-only once made, but OpenSSL keys are not to be shared between
+ * threads that sign at once: use one from one thread.
  */
 struct moat_ca_signer;
 
 int moat_ca_signer_new(const char *ca_cert_pem, const char *ca_key_pem, struct moat_ca_signer **out,
                        struct moat_ca_err *err) MOAT_WUR;
 void moat_ca_signer_free(struct moat_ca_signer *s);
+
+/*
+ * Issues a device certificate from a CSR (PEM). The CSR's signature must verify, its key
+ * must be EC P-256/P-384, Ed25519 or RSA of at least 2048 bits, and its subject CN, if any,
+ * must equal device_id. The certificate: subject CN=device_id, a 128-bit random serial,
+ * validity `days` from now (capped at the CA's expiry), clientAuth extended key usage, the
+ * CA's key identifier. Fills info of the new certificate. Refused once the CA has expired.
+ */
 int moat_ca_signer_sign_csr(const struct moat_ca_signer *s, const char *csr_pem,
                             const char *device_id, unsigned days, char **cert_pem,
                             struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;
+
+/* Factory mode: generates an ECDSA P-256 key for the device and issues its certificate as
+ * moat_ca_signer_sign_csr does. */
 int moat_ca_signer_issue_with_key(const struct moat_ca_signer *s, const char *device_id,
                                   unsigned days, char **cert_pem, char **key_pem,
                                   struct moat_cert_info *info, struct moat_ca_err *err) MOAT_WUR;

@@ -493,50 +493,6 @@ int moat_ca_signer_issue_with_key(const struct moat_ca_signer *s, const char *de
 	return rc;
 }
 
-/* The one-shot forms: the request's own faults are reported before the CA's. */
-static int one_shot_signer(const char *ca_cert_pem, const char *ca_key_pem, const char *device_id,
-                           unsigned days, struct moat_ca_signer **s, struct moat_ca_err *err)
-{
-	int rc = check_device_id(device_id, err);
-
-	*s = NULL;
-	if (rc == MOAT_OK)
-		rc = check_days(days, err);
-	if (rc == MOAT_OK)
-		rc = moat_ca_signer_new(ca_cert_pem, ca_key_pem, s, err);
-	return rc;
-}
-
-int moat_ca_sign_csr(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
-                     const char *device_id, unsigned days, char **cert_pem,
-                     struct moat_cert_info *info, struct moat_ca_err *err)
-{
-	struct moat_ca_signer *s;
-	int rc = one_shot_signer(ca_cert_pem, ca_key_pem, device_id, days, &s, err);
-
-	*cert_pem = NULL;
-	if (rc == MOAT_OK)
-		rc = moat_ca_signer_sign_csr(s, csr_pem, device_id, days, cert_pem, info, err);
-	moat_ca_signer_free(s);
-	return rc;
-}
-
-int moat_ca_issue_with_key(const char *ca_cert_pem, const char *ca_key_pem, const char *device_id,
-                           unsigned days, char **cert_pem, char **key_pem,
-                           struct moat_cert_info *info, struct moat_ca_err *err)
-{
-	struct moat_ca_signer *s;
-	int rc = one_shot_signer(ca_cert_pem, ca_key_pem, device_id, days, &s, err);
-
-	*cert_pem = NULL;
-	*key_pem = NULL;
-	if (rc == MOAT_OK)
-		rc = moat_ca_signer_issue_with_key(s, device_id, days, cert_pem, key_pem, info,
-		                                   err);
-	moat_ca_signer_free(s);
-	return rc;
-}
-
 int moat_ca_issue_server(const char *ca_cert_pem, const char *ca_key_pem, const char *const *hosts,
                          size_t nhosts, unsigned days, char **cert_pem, char **key_pem,
                          struct moat_ca_err *err)

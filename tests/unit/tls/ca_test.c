@@ -264,10 +264,29 @@ static void assert_refused(int rc, const struct moat_ca_err *err, const char *wa
 	}
 }
 
+/* A signer made for one certificate, from a CSR (key_out NULL) or in factory mode. */
+static int issue_once(const char *ca_cert, const char *ca_key, const char *csr, const char *id,
+                      unsigned days, char **out, char **key_out, struct moat_cert_info *info,
+                      struct moat_ca_err *err)
+{
+	struct moat_ca_signer *s = NULL;
+	int rc = moat_ca_signer_new(ca_cert, ca_key, &s, err);
+
+	*out = NULL;
+	if (key_out != NULL)
+		*key_out = NULL;
+	if (rc == MOAT_OK && key_out == NULL)
+		rc = moat_ca_signer_sign_csr(s, csr, id, days, out, info, err);
+	else if (rc == MOAT_OK)
+		rc = moat_ca_signer_issue_with_key(s, id, days, out, key_out, info, err);
+	moat_ca_signer_free(s);
+	return rc;
+}
+
 static int sign(const char *csr, const char *id, unsigned days, char **out,
                 struct moat_cert_info *info, struct moat_ca_err *err)
 {
-	return moat_ca_sign_csr(ca.cert, ca.key, csr, id, days, out, info, err);
+	return issue_once(ca.cert, ca.key, csr, id, days, out, NULL, info, err);
 }
 
 /* ---- the CA ------------------------------------------------------------------------------- */
@@ -417,8 +436,8 @@ static void test_sign_capped_at_ca_expiry(void **state)
 
 	assert_int_equal(moat_ca_generate("Short CA", 30, &ca_cert, &ca_key, &ca_info, &err),
 	                 MOAT_OK);
-	assert_int_equal(moat_ca_sign_csr(ca_cert, ca_key, csr, "cam-1", MOAT_CA_MAX_DAYS, &out,
-	                                  &info, &err),
+	assert_int_equal(issue_once(ca_cert, ca_key, csr, "cam-1", MOAT_CA_MAX_DAYS, &out, NULL,
+	                            &info, &err),
 	                 MOAT_OK);
 	assert_int_equal(info.not_after, ca_info.not_after);
 	assert_verifies(ca_cert, out, X509_PURPOSE_SSL_CLIENT);
@@ -564,9 +583,9 @@ static void test_sign_bad_signer(void **state)
 	char *old = test_ca(other, -20 * 86400L, -86400L, 1, 7);
 	struct moat_ca_err err;
 
-	assert_refused(moat_ca_sign_csr(ca.cert, other_key, csr, "cam-1", 30, &out, NULL, &err),
+	assert_refused(issue_once(ca.cert, other_key, csr, "cam-1", 30, &out, NULL, NULL, &err),
 	               &err, "ca_key: does not match the certificate");
-	assert_refused(moat_ca_sign_csr(old, other_key, csr, "cam-1", 30, &out, NULL, &err), &err,
+	assert_refused(issue_once(old, other_key, csr, "cam-1", 30, &out, NULL, NULL, &err), &err,
 	               "ca: certificate has expired");
 	assert_null(out);
 	free(old);
@@ -588,7 +607,7 @@ static void test_sign_with_imported_ed25519_ca(void **state)
 
 	if (moat_ca_check_import(ca_cert, ca_key_pem, &info, &err) != MOAT_OK)
 		fail_msg("%s", err.msg);
-	if (moat_ca_sign_csr(ca_cert, ca_key_pem, csr, "cam-1", 10, &out, &info, &err) != MOAT_OK)
+	if (issue_once(ca_cert, ca_key_pem, csr, "cam-1", 10, &out, NULL, &info, &err) != MOAT_OK)
 		fail_msg("%s", err.msg);
 	assert_verifies(ca_cert, out, X509_PURPOSE_SSL_CLIENT);
 	x = parse_cert(out);
@@ -645,7 +664,7 @@ static void test_issue_with_key(void **state)
 	X509 *x;
 	EVP_PKEY *k;
 
-	if (moat_ca_issue_with_key(ca.cert, ca.key, "sensor.7:a_b", 365, &out, &key, &info, &err) !=
+	if (issue_once(ca.cert, ca.key, NULL, "sensor.7:a_b", 365, &out, &key, &info, &err) !=
 	    MOAT_OK)
 		fail_msg("%s", err.msg);
 	assert_string_equal(info.cn, "sensor.7:a_b");
@@ -661,9 +680,8 @@ static void test_issue_with_key(void **state)
 	moat_free(out);
 	moat_ca_free_secret(key);
 
-	assert_refused(
-	        moat_ca_issue_with_key(ca.cert, ca.key, "bad id", 365, &out, &key, &info, &err),
-	        &err, "id: *");
+	assert_refused(issue_once(ca.cert, ca.key, NULL, "bad id", 365, &out, &key, &info, &err),
+	               &err, "id: *");
 	assert_null(out);
 	assert_null(key);
 }
@@ -677,7 +695,7 @@ static void test_issue_long_device_id(void **state)
 
 	memset(id, 'd', 128);
 	id[128] = '\0';
-	if (moat_ca_issue_with_key(ca.cert, ca.key, id, 10, &out, &key, &info, &err) != MOAT_OK)
+	if (issue_once(ca.cert, ca.key, NULL, id, 10, &out, &key, &info, &err) != MOAT_OK)
 		fail_msg("%s", err.msg);
 	assert_string_equal(info.cn, id);
 	assert_verifies(ca.cert, out, X509_PURPOSE_SSL_CLIENT);
@@ -685,8 +703,8 @@ static void test_issue_long_device_id(void **state)
 	moat_ca_free_secret(key);
 	memset(longer, 'd', 129);
 	longer[129] = '\0';
-	assert_refused(moat_ca_issue_with_key(ca.cert, ca.key, longer, 10, &out, &key, &info, &err),
-	               &err, "id: *");
+	assert_refused(issue_once(ca.cert, ca.key, NULL, longer, 10, &out, &key, &info, &err), &err,
+	               "id: *");
 }
 
 /* A signer made once issues from CSRs and in factory mode, each certificate with its own
@@ -759,9 +777,8 @@ static void test_import_refusals(void **state)
 	struct moat_ca_err err = {""};
 	BIO *bio = BIO_new(BIO_s_mem());
 
-	assert_int_equal(
-	        moat_ca_issue_with_key(ca.cert, ca.key, "cam-1", 10, &dev, &dev_key, NULL, &err),
-	        MOAT_OK);
+	assert_int_equal(issue_once(ca.cert, ca.key, NULL, "cam-1", 10, &dev, &dev_key, NULL, &err),
+	                 MOAT_OK);
 	assert_refused(moat_ca_check_import(dev, dev_key, &info, &err), &err,
 	               "cert: not a CA certificate (basicConstraints CA:TRUE required)");
 	assert_refused(moat_ca_check_import(ca.cert, other_key, &info, &err), &err,
