@@ -124,6 +124,9 @@ int admin_edge_ca(struct moat_admin_call *c, char **cert_pem, char **key_pem);
 /* Key files: data_dir-relative path for a new key, "keys/<tenant>/<what>-<random>.key". */
 void admin_key_path(struct moat_admin_call *c, const char *tenant, const char *what, char *rel,
                     size_t cap);
+/* Room for a path under the data dir. */
+#define ADMIN_PATH_CAP 4096
+
 /* The absolute path of a data_dir-relative one. */
 void admin_abs_path(struct moat_admin_call *c, const char *rel, char *abs, size_t cap);
 

@@ -99,7 +99,7 @@ static int make_signer(struct moat_admin_call *c, const char *tenant,
                        const struct moat_store_ca *ca, struct moat_ca_signer **out)
 {
 	struct moat_ca_err err = {""};
-	char abs[4096];
+	char abs[ADMIN_PATH_CAP];
 	char *key = NULL;
 	int rc;
 

@@ -32,7 +32,6 @@
 #define CA_DAYS 3650
 #define SERVER_DAYS 397 /* what browsers accept; devices do not care, but tools do */
 #define EDGE_CA_CN "Moat edge CA"
-#define PATH_CAP 4096
 
 /* ---- files ------------------------------------------------------------------------------- */
 
@@ -54,7 +53,7 @@ static int make_dir(const char *path)
 static int key_save(struct moat_admin_call *c, const char *tenant, const char *what,
                     const char *pem, char **rel)
 {
-	char r[PATH_CAP], abs[PATH_CAP];
+	char r[ADMIN_PATH_CAP], abs[ADMIN_PATH_CAP];
 
 	admin_abs_path(c, "keys", abs, sizeof(abs));
 	if (make_dir(abs) != 0)
@@ -83,7 +82,7 @@ fail:
 
 static void key_remove(struct moat_admin_call *c, const char *rel)
 {
-	char abs[PATH_CAP];
+	char abs[ADMIN_PATH_CAP];
 
 	if (rel == NULL)
 		return;
@@ -95,7 +94,7 @@ static void key_remove(struct moat_admin_call *c, const char *rel)
 /* Removes keys/<tenant>/ and the keys in it (a deleted tenant's). */
 static void key_dir_remove(struct moat_admin_call *c, const char *tenant)
 {
-	char rel[PATH_CAP], abs[PATH_CAP];
+	char rel[ADMIN_PATH_CAP], abs[ADMIN_PATH_CAP];
 	struct dirent *e;
 	DIR *d;
 
@@ -117,7 +116,7 @@ static void key_dir_remove(struct moat_admin_call *c, const char *tenant)
 /* Writes a public file (0644) whole or not at all: a temporary file renamed into place. */
 static int public_write(const char *path, const char *text)
 {
-	char tmp[PATH_CAP + 8];
+	char tmp[ADMIN_PATH_CAP + 8];
 	size_t len = strlen(text), off = 0;
 	int fd, ok;
 
@@ -153,7 +152,7 @@ static void edge_paths(struct moat_admin_call *c, char *cert, char *key, size_t 
 
 static int edge_ca_create(struct moat_admin_call *c, char **cert_pem, char **key_pem)
 {
-	char cert_path[PATH_CAP], key_path[PATH_CAP], dir[PATH_CAP];
+	char cert_path[ADMIN_PATH_CAP], key_path[ADMIN_PATH_CAP], dir[ADMIN_PATH_CAP];
 	struct moat_cert_info info;
 	struct moat_ca_err err;
 	int rc;
@@ -185,7 +184,7 @@ static int edge_ca_create(struct moat_admin_call *c, char **cert_pem, char **key
 
 int admin_edge_ca(struct moat_admin_call *c, char **cert_pem, char **key_pem)
 {
-	char cert_path[PATH_CAP], key_path[PATH_CAP];
+	char cert_path[ADMIN_PATH_CAP], key_path[ADMIN_PATH_CAP];
 	int rc;
 
 	*cert_pem = *key_pem = NULL;
@@ -207,7 +206,7 @@ int admin_edge_ca(struct moat_admin_call *c, char **cert_pem, char **key_pem)
 /* The edge CA's certificate for answers; NULL (logged) if it cannot be read. */
 static char *edge_ca_cert(struct moat_admin_call *c)
 {
-	char cert_path[PATH_CAP], key_path[PATH_CAP];
+	char cert_path[ADMIN_PATH_CAP], key_path[ADMIN_PATH_CAP];
 	char *pem = NULL;
 
 	edge_paths(c, cert_path, key_path, sizeof(cert_path));
@@ -938,7 +937,7 @@ static int tenant_new_insert(struct moat_admin_call *c, struct tenant_new *nt)
 /* Removes the keys a tenant that was not created had written, and its directory if empty. */
 static void tenant_new_undo(struct moat_admin_call *c, struct tenant_new *nt)
 {
-	char rel[PATH_CAP], abs[PATH_CAP];
+	char rel[ADMIN_PATH_CAP], abs[ADMIN_PATH_CAP];
 
 	key_remove(c, nt->t.server_key_file);
 	key_remove(c, nt->ca.key_file);

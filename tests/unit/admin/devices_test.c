@@ -111,6 +111,38 @@ static void enroll(const char *tenant, const char *id, const char *extra)
 	assert_int_equal(call_s("POST", target, F.op, body), 201);
 }
 
+/*
+ * More tenants enrolling at once than signing CAs are kept parsed (32): every enrollment is
+ * still signed by its own tenant's CA, the first round filling the kept signers, the second
+ * evicting them in turn.
+ */
+static void test_enroll_more_tenants_than_kept_signers(void **state)
+{
+	enum { TENANTS = 40 };
+	char body[256], target[64], id[32];
+	json_t *o;
+
+	(void)state;
+	for (int t = 0; t < TENANTS; t++) {
+		snprintf(body, sizeof(body),
+		         "{\"name\":\"t%02d\",\"hosts\":[\"t%02d.devices.local\"],"
+		         "\"origin\":\"http://127.0.0.1:8080\"}",
+		         t, t);
+		assert_int_equal(call_s("POST", "/v1/tenants", F.op, body), 201);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (int t = 0; t < TENANTS; t++) {
+			snprintf(target, sizeof(target), "/v1/tenants/t%02d/devices", t);
+			snprintf(id, sizeof(id), "cam-%d-%d", t, round);
+			o = NULL;
+			assert_int_equal(
+			        call("POST", target, F.op, json_pack("{s:s}", "id", id), &o), 201);
+			X509_free(check_issued(o, id)); /* signed by the CA the answer names */
+			json_decref(o);
+		}
+	}
+}
+
 static json_t *get_device(const char *id, int expect)
 {
 	char target[160];
@@ -696,6 +728,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_enroll_factory, setup, fixture_teardown),
 	        cmocka_unit_test_setup_teardown(test_enroll_refused, setup, fixture_teardown),
 	        cmocka_unit_test_setup_teardown(test_enroll_limits, setup, fixture_teardown),
+	        cmocka_unit_test_setup_teardown(test_enroll_more_tenants_than_kept_signers, setup,
+	                                        fixture_teardown),
 	        cmocka_unit_test_setup_teardown(test_list_pages, setup, fixture_teardown),
 	        cmocka_unit_test_setup_teardown(test_patch, setup, fixture_teardown),
 	        cmocka_unit_test_setup_teardown(test_transitions, setup, fixture_teardown),
