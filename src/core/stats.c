@@ -114,13 +114,15 @@ static struct node *get(struct moat_stats *s, const char *tenant, const char *de
 	size_t len = strlen(name);
 	struct node **e, *n;
 
+	e = slot(s, h, tenant, device);
+	if (*e != NULL)
+		return *e;
+	/* new: a device's node needs its tenant's; either may grow the table, moving the slot */
 	if (device != NULL && (owner = get(s, tenant, NULL)) == NULL)
 		return NULL;
 	if ((s->n + 1) * 4 > s->cap * 3 && grow(s) < 0)
 		return NULL;
 	e = slot(s, h, tenant, device);
-	if (*e != NULL)
-		return *e;
 	n = moat_calloc(1, sizeof(*n) + len + 1);
 	if (n == NULL)
 		return NULL;
