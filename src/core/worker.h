@@ -112,17 +112,13 @@ void moat_worker_conn_unlink(struct moat_conn *c);
 void moat_worker_conn_closed(struct moat_worker *w);
 
 /*
- * A connection's work budget per wake-up: passes of its pump() (each moves up to a buffer in
- * each direction). A transfer that always has more to move must not keep its worker from the
- * event loop, or every other connection of the worker, and new ones, would starve.
- */
-#define MOAT_PUMP_MAX_PASSES 16
-
-/*
- * A connection that used up its budget comes back after this many milliseconds: by then the
- * loop has polled every other connection once. Not 0: libuv before 1.45 (Debian 12 has 1.44)
- * runs a timer re-armed with 0 from its own callback again in the same loop turn, so the loop
- * would never reach its poll and the budget would bound nothing.
+ * Each protocol bounds the work a connection does per wake-up (its pump()'s passes): a transfer
+ * that always has more to move must not keep its worker from the event loop, or every other
+ * connection of the worker, and new ones, would starve. A connection that used up its budget
+ * comes back after this many milliseconds: by then the loop has polled every other connection
+ * once. Not 0: libuv before 1.45 (Debian 12 has 1.44) runs a timer re-armed with 0 from its
+ * own callback again in the same loop turn, so the loop would never reach its poll and the
+ * budget would bound nothing.
  */
 #define MOAT_PUMP_AGAIN_MS 1
 

@@ -1633,6 +1633,9 @@ static void arm_timer(struct moat_http_conn *c)
 	uv_timer_start(&c->timer, timer_cb, d > now ? d - now : 0, 0);
 }
 
+/* The budget per wake-up (core/worker.h): a pass parses, or moves up to a buffer each way. */
+#define HTTP_PUMP_MAX_PASSES 16
+
 static void pump(struct moat_http_conn *c)
 {
 	int progress, passes = 0;
@@ -1657,11 +1660,11 @@ static void pump(struct moat_http_conn *c)
 		default:
 			return;
 		}
-	} while (progress > 0 && c->state != CS_CLOSED && ++passes < MOAT_PUMP_MAX_PASSES);
+	} while (progress > 0 && c->state != CS_CLOSED && ++passes < HTTP_PUMP_MAX_PASSES);
 	if (c->state == CS_CLOSED)
 		return;
 	update_watch(c);
-	if (passes == MOAT_PUMP_MAX_PASSES)
+	if (passes == HTTP_PUMP_MAX_PASSES)
 		uv_timer_start(&c->timer, timer_cb, MOAT_PUMP_AGAIN_MS, 0); /* after the others */
 	else
 		arm_timer(c);
