@@ -195,17 +195,6 @@ void ctl_print_json(const json_t *v);
  */
 char *ctl_format(const json_t *v);
 
-/* Aligned tables: columns as wide as their widest cell, two spaces apart. */
-struct ctl_table;
-struct ctl_table *ctl_table_new(const char *const *headers); /* NULL-ended */
-void ctl_table_row(struct ctl_table *t); /* starts a row; cells fill it left to right */
-void ctl_table_text(struct ctl_table *t, const char *text);
-void ctl_table_value(struct ctl_table *t, const json_t *v); /* formatted with ctl_format */
-/* The member `key` of obj, formatted; "-" when absent. */
-void ctl_table_field(struct ctl_table *t, const json_t *obj, const char *key);
-/* Prints (empty tables print "(none)" on stderr and nothing on stdout) and frees. */
-void ctl_table_print(struct ctl_table *t);
-
 /* A column of ctl_print_items: its header and the member it shows, of the item itself or, when
  * `in` is not NULL, of the item's object member `in` (a rule's "hits"). */
 struct ctl_column {
@@ -214,8 +203,11 @@ struct ctl_column {
 	const char *in;
 };
 
-/* A table of items (an array of objects), a row each, with the columns cols (ended by a NULL
- * header), printed as ctl_table_print does. */
+/*
+ * A table of items (an array of objects), a row each, with the columns cols (ended by a NULL
+ * header): columns as wide as their widest cell, two spaces apart, values formatted with
+ * ctl_format ("-" when absent). No items: "(none)" on stderr and nothing on stdout.
+ */
 void ctl_print_items(const json_t *items, const struct ctl_column *cols);
 
 /* "key: value" lines with the values aligned. */

@@ -202,23 +202,6 @@ static void table_push(struct ctl_table *t, char *cell)
 	t->cells[t->ncells++] = cell;
 }
 
-static struct ctl_table *table_new(void)
-{
-	struct ctl_table *t = ctl_malloc(sizeof(*t));
-
-	memset(t, 0, sizeof(*t));
-	return t;
-}
-
-struct ctl_table *ctl_table_new(const char *const *headers)
-{
-	struct ctl_table *t = table_new();
-
-	for (; *headers != NULL; headers++, t->ncols++)
-		table_push(t, ctl_strdup(*headers));
-	return t;
-}
-
 /* Pads the row being filled, so that a row with missing cells still lines up. */
 static void table_finish_row(struct ctl_table *t)
 {
@@ -226,29 +209,16 @@ static void table_finish_row(struct ctl_table *t)
 		table_push(t, ctl_strdup("-"));
 }
 
-void ctl_table_row(struct ctl_table *t)
+/* Starts a row; cells fill it left to right. */
+static void table_row(struct ctl_table *t)
 {
 	if (t->nrows > 0)
 		table_finish_row(t);
 	t->nrows++;
 }
 
-void ctl_table_text(struct ctl_table *t, const char *text)
-{
-	table_push(t, one_line(ctl_strdup(text && text[0] ? text : "-")));
-}
-
-void ctl_table_value(struct ctl_table *t, const json_t *v)
-{
-	table_push(t, one_line(ctl_format(v)));
-}
-
-void ctl_table_field(struct ctl_table *t, const json_t *obj, const char *key)
-{
-	ctl_table_value(t, json_object_get(obj, key));
-}
-
-void ctl_table_print(struct ctl_table *t)
+/* Prints (an empty table prints "(none)" on stderr and nothing on stdout) and frees. */
+static void table_print(struct ctl_table *t)
 {
 	size_t *width = ctl_malloc(t->ncols * sizeof(size_t));
 
@@ -286,20 +256,23 @@ void ctl_table_print(struct ctl_table *t)
 
 void ctl_print_items(const json_t *items, const struct ctl_column *cols)
 {
-	struct ctl_table *t = table_new();
+	struct ctl_table *t = ctl_malloc(sizeof(*t));
 	const struct ctl_column *c;
 	const json_t *item;
 	size_t i;
 
+	memset(t, 0, sizeof(*t));
 	for (c = cols; c->header != NULL; c++, t->ncols++)
 		table_push(t, ctl_strdup(c->header));
 	json_array_foreach (items, i, item) {
-		ctl_table_row(t);
-		for (c = cols; c->header != NULL; c++)
-			ctl_table_field(t, c->in != NULL ? json_object_get(item, c->in) : item,
-			                c->key);
+		table_row(t);
+		for (c = cols; c->header != NULL; c++) {
+			const json_t *from = c->in != NULL ? json_object_get(item, c->in) : item;
+
+			table_push(t, one_line(ctl_format(json_object_get(from, c->key))));
+		}
 	}
-	ctl_table_print(t);
+	table_print(t);
 }
 
 /* ---- key: value -------------------------------------------------------------------------- */
